@@ -1,0 +1,47 @@
+GO       ?= go
+BIN      ?= bin/relay
+PKGS     ?= ./...
+FUZZTIME ?= 3s
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+
+.PHONY: build test lint fuzz run demo docker bench load
+
+## build: static relay binary in bin/
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/relay
+
+## test: vet, race-enabled tests, then every fuzz target briefly
+test: lint-vet
+	$(GO) test -race -count=1 $(PKGS)
+	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
+
+lint-vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo 'gofmt: files above need formatting'; exit 1; }
+	$(GO) vet $(PKGS)
+
+## lint: gofmt + go vet
+lint: lint-vet
+
+## fuzz: run each native fuzz target for FUZZTIME
+fuzz:
+	@for pkg in $$($(GO) list $(PKGS)); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$t"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+## run: the relay on embedded defaults
+run:
+	$(GO) run ./cmd/relay demo
+
+demo: run
+
+## bench: Go benchmarks
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## docker: container image (needs a Docker engine)
+docker:
+	docker build -t upvest-relay:$(VERSION) .
