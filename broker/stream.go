@@ -1,0 +1,107 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/upvest-relay/upvest-relay/subjects"
+)
+
+// ErrInvalidStream is returned by EnsureStream for options that cannot
+// describe a stream; errors.Is tells it from a server-side failure.
+var ErrInvalidStream = errors.New("broker: invalid stream options")
+
+// StreamOptions describe the relay's stream.
+type StreamOptions struct {
+	// Name of the stream, e.g. "UPVEST".
+	Name string
+	// Prefix is the first subject token(s); the stream captures
+	// <Prefix>.>.
+	Prefix string
+	// MaxAge is how long messages are kept (retention for replay).
+	MaxAge time.Duration
+	// Replicas is the number of stream replicas, 1 to 5.
+	Replicas int
+	// Duplicates is the deduplication window on Nats-Msg-Id; at most
+	// MaxAge.
+	Duplicates time.Duration
+}
+
+// StreamManager is the part of jetstream.JetStream EnsureStream and
+// StreamExists use.
+type StreamManager interface {
+	CreateOrUpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error)
+	Stream(ctx context.Context, name string) (jetstream.Stream, error)
+}
+
+// EnsureStream creates the stream described by o, or updates an existing
+// one of that name to match it, and returns it.
+func EnsureStream(ctx context.Context, js StreamManager, o StreamOptions) (jetstream.Stream, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	s, err := js.CreateOrUpdateStream(ctx, o.config())
+	if err != nil {
+		return nil, fmt.Errorf("broker: ensure stream %s: %w", o.Name, err)
+	}
+	return s, nil
+}
+
+func (o StreamOptions) config() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:       o.Name,
+		Subjects:   []string{subjects.Stream(o.Prefix)},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		Discard:    jetstream.DiscardOld,
+		MaxAge:     o.MaxAge,
+		Replicas:   o.Replicas,
+		Duplicates: o.Duplicates,
+	}
+}
+
+func (o StreamOptions) validate() error {
+	switch {
+	case o.Name == "" || strings.ContainsAny(o.Name, " \t\r\n.*>/\\"):
+		return fmt.Errorf("%w: name %q", ErrInvalidStream, o.Name)
+	case !subjects.ValidPrefix(o.Prefix):
+		return fmt.Errorf("%w: subject prefix %q", ErrInvalidStream, o.Prefix)
+	case o.MaxAge <= 0:
+		return fmt.Errorf("%w: max age %s must be positive", ErrInvalidStream, o.MaxAge)
+	case o.Replicas < 1 || o.Replicas > 5:
+		return fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidStream, o.Replicas)
+	case o.Duplicates <= 0 || o.Duplicates > o.MaxAge:
+		return fmt.Errorf("%w: duplicate window %s not in (0, max age %s]", ErrInvalidStream, o.Duplicates, o.MaxAge)
+	}
+	return nil
+}
+
+// StreamExists returns a readiness check that passes while the stream
+// name exists on the server.
+func StreamExists(js StreamManager, name string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if _, err := js.Stream(ctx, name); err != nil {
+			return fmt.Errorf("broker: stream %s: %w", name, err)
+		}
+		return nil
+	}
+}
+
+// NewJetStream returns a JetStream context on nc whose asynchronous
+// publishes fail with jetstream.ErrAsyncPublishTimeout after ackTimeout,
+// so a PubAck that never comes (the server went away mid-publish) frees
+// its pending slot instead of pinning it forever. Use a value at least as
+// long as the relay's own ack wait.
+func NewJetStream(nc *nats.Conn, ackTimeout time.Duration) (jetstream.JetStream, error) {
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(ackTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("broker: jetstream: %w", err)
+	}
+	return js, nil
+}
