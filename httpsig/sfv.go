@@ -120,12 +120,12 @@ func FormatMember(components []string, p Params) string {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		b.WriteString(strconv.Quote(c))
+		writeSFString(&b, c)
 	}
 	b.WriteByte(')')
 	if p.KeyID != "" {
 		b.WriteString(";keyid=")
-		b.WriteString(strconv.Quote(p.KeyID))
+		writeSFString(&b, p.KeyID)
 	}
 	if p.Created != 0 {
 		b.WriteString(";created=")
@@ -133,7 +133,7 @@ func FormatMember(components []string, p Params) string {
 	}
 	if p.Nonce != "" {
 		b.WriteString(";nonce=")
-		b.WriteString(strconv.Quote(p.Nonce))
+		writeSFString(&b, p.Nonce)
 	}
 	if p.Expires != 0 {
 		b.WriteString(";expires=")
@@ -141,9 +141,41 @@ func FormatMember(components []string, p Params) string {
 	}
 	if p.Alg != "" {
 		b.WriteString(";alg=")
-		b.WriteString(strconv.Quote(p.Alg))
+		writeSFString(&b, p.Alg)
 	}
 	return b.String()
+}
+
+// writeSFString writes s as an RFC 8941 sf-string: quoted, with '"' and
+// '\\' escaped. Bytes outside printable ASCII cannot appear in an sf-string;
+// they are written as '?' so the output always parses (Signer refuses such
+// values before they get here).
+func writeSFString(b *strings.Builder, s string) {
+	b.WriteByte('"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case c < 0x20 || c > 0x7e:
+			b.WriteByte('?')
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('"')
+}
+
+// printable reports whether s is non-empty printable ASCII, the only
+// content an sf-string can carry.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // FormatSignature serializes one Signature dictionary member.

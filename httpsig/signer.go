@@ -21,7 +21,8 @@ type Signer struct {
 	// Style of the base lines: Quoted for draft-15/RFC 9421, Unquoted to
 	// reproduce Upvest's draft-06 webhooks.
 	Style Style
-	// Lifetime sets expires = created + Lifetime; default 60 s.
+	// Lifetime sets expires = created + Lifetime, in whole seconds; below
+	// one second (the zero value included) it is 60 s.
 	Lifetime time.Duration
 	// Now and Rand default to time.Now and crypto/rand.Reader.
 	Now  func() time.Time
@@ -36,6 +37,14 @@ func (s *Signer) Sign(r *http.Request, components []string) error {
 	if s.Key == nil || s.KeyID == "" {
 		return fmt.Errorf("%w: signer needs a key and a key id", ErrUnsupported)
 	}
+	if !printable(s.KeyID) {
+		return fmt.Errorf("%w: key id must be printable ASCII", ErrUnsupported)
+	}
+	for _, c := range components {
+		if !printable(c) {
+			return fmt.Errorf("%w: component name %q", ErrUnsupported, c)
+		}
+	}
 	now, rnd, life := time.Now, s.Rand, s.Lifetime
 	if s.Now != nil {
 		now = s.Now
@@ -43,7 +52,7 @@ func (s *Signer) Sign(r *http.Request, components []string) error {
 	if rnd == nil {
 		rnd = rand.Reader
 	}
-	if life <= 0 {
+	if life < time.Second {
 		life = 60 * time.Second
 	}
 	nonce, err := Nonce(rnd)
