@@ -1,0 +1,354 @@
+package keeper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/upvest-relay/upvest-relay/upvest"
+)
+
+// SubscriptionAPI is the part of the Upvest client the keeper uses.
+type SubscriptionAPI interface {
+	ListWebhooks(ctx context.Context) ([]upvest.Webhook, error)
+	CreateWebhook(ctx context.Context, w upvest.WebhookCreate) (upvest.Webhook, error)
+	UpdateWebhook(ctx context.Context, id string, u upvest.WebhookUpdate) (upvest.Webhook, error)
+}
+
+// Elector decides whether this replica may reconcile. *Lease implements it.
+type Elector interface {
+	Try(ctx context.Context) (bool, error)
+	Release(ctx context.Context) error
+}
+
+// Desired is the subscription the keeper maintains.
+type Desired struct {
+	URL            string
+	Title          string
+	Types          []string
+	Delay          string
+	MaxPackageSize int
+}
+
+// State is a snapshot of the keeper for /readyz detail and logs.
+type State struct {
+	Leader        bool      `json:"leader"`
+	WebhookID     string    `json:"webhook_id,omitempty"`
+	Enabled       bool      `json:"enabled"`
+	InSync        bool      `json:"in_sync"`
+	LastReconcile time.Time `json:"last_reconcile,omitzero"`
+	LastError     string    `json:"last_error,omitempty"`
+}
+
+// Keeper runs the control loop. Create it with New and run it with Run.
+type Keeper struct {
+	api      SubscriptionAPI
+	want     Desired
+	elector  Elector
+	interval time.Duration
+	renew    time.Duration
+	minWait  time.Duration
+	log      zerolog.Logger
+	metrics  *metrics
+
+	mu    sync.Mutex
+	state State
+}
+
+// Option tunes a Keeper.
+type Option func(*Keeper)
+
+// WithElector makes the keeper reconcile only while elector says this
+// replica leads, checking every renew period (a third of the lease TTL).
+// Without it the keeper always leads.
+func WithElector(e Elector, renew time.Duration) Option {
+	return func(k *Keeper) { k.elector, k.renew = e, renew }
+}
+
+// WithInterval sets the reconcile period (default 1m). Drift is repaired
+// within one interval.
+func WithInterval(d time.Duration) Option { return func(k *Keeper) { k.interval = d } }
+
+// WithMinBackoff sets the first back-off after an upstream failure
+// (default 1s); it doubles up to the interval, with jitter.
+func WithMinBackoff(d time.Duration) Option { return func(k *Keeper) { k.minWait = d } }
+
+// WithLogger sets the logger (default: none).
+func WithLogger(l zerolog.Logger) Option { return func(k *Keeper) { k.log = l } }
+
+// WithRegisterer registers the keeper's metrics (relay_keeper_leader,
+// relay_subscription_enabled, relay_keeper_reconciles_total) on r.
+func WithRegisterer(r prometheus.Registerer) Option {
+	return func(k *Keeper) { k.metrics = newMetrics(r) }
+}
+
+// New returns a keeper that maintains want through api.
+func New(api SubscriptionAPI, want Desired, opts ...Option) *Keeper {
+	k := &Keeper{
+		api:      api,
+		want:     want,
+		interval: time.Minute,
+		minWait:  time.Second,
+		log:      zerolog.Nop(),
+	}
+	for _, o := range opts {
+		o(k)
+	}
+	if k.metrics == nil {
+		k.metrics = newMetrics(nil)
+	}
+	if k.renew <= 0 || k.renew > k.interval {
+		k.renew = k.interval
+	}
+	return k
+}
+
+// State returns a snapshot of the keeper's state.
+func (k *Keeper) State() State {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.state
+}
+
+// Run reconciles until ctx ends, then releases the lease (never touching
+// the subscription) and returns nil. Upstream errors are logged, counted
+// and retried with back-off; they never end Run.
+func (k *Keeper) Run(ctx context.Context) error {
+	var (
+		next    time.Time // when the next reconcile is due; zero = now
+		backoff time.Duration
+		lastErr string
+	)
+	defer k.release()
+	for {
+		leader := k.elect(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !leader {
+			next = time.Time{} // reconcile at once when leadership comes
+		} else if !time.Now().Before(next) {
+			err := k.Reconcile(ctx)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				backoff = k.nextBackoff(backoff)
+				wait := backoff
+				var apiErr *upvest.APIError
+				if errors.As(err, &apiErr) && apiErr.RetryAfter > wait {
+					wait = apiErr.RetryAfter
+				}
+				next = time.Now().Add(wait)
+				if msg := err.Error(); msg != lastErr {
+					k.log.Warn().Err(err).Dur("retry_in", wait).Msg("reconcile failed; backing off")
+					lastErr = msg
+				}
+			} else {
+				if lastErr != "" {
+					k.log.Info().Msg("reconcile recovered")
+				}
+				backoff, lastErr = 0, ""
+				next = time.Now().Add(jitterDown(k.interval))
+			}
+		}
+		wait := k.renew
+		if leader {
+			wait = min(wait, time.Until(next))
+		}
+		t := time.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// elect asks the elector whether this replica leads and records changes.
+func (k *Keeper) elect(ctx context.Context) bool {
+	leader := true
+	if k.elector != nil {
+		var err error
+		leader, err = k.elector.Try(ctx)
+		if err != nil && ctx.Err() == nil {
+			k.log.Warn().Err(err).Msg("lease check failed; acting as standby")
+		}
+	}
+	k.mu.Lock()
+	changed := k.state.Leader != leader
+	k.state.Leader = leader
+	if !leader {
+		k.state.InSync = false
+	}
+	k.mu.Unlock()
+	if changed {
+		k.metrics.leader.Set(b2f(leader))
+		if leader {
+			k.log.Info().Msg("became control-loop leader")
+		} else {
+			k.log.Info().Msg("standing by: another replica leads the control loop")
+		}
+	}
+	return leader
+}
+
+func (k *Keeper) release() {
+	if k.elector == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := k.elector.Release(ctx); err != nil {
+		k.log.Warn().Err(err).Msg("could not release the control-loop lease; it expires on its own")
+	}
+	k.metrics.leader.Set(0)
+	k.mu.Lock()
+	k.state.Leader = false
+	k.mu.Unlock()
+}
+
+// Reconcile makes one level-triggered pass: list every subscription, then
+// create, enable or patch the one for the desired URL so that it matches.
+// It is safe to call again after any failure: a subscription created by a
+// call whose answer was lost is found by the next listing, never created
+// twice.
+func (k *Keeper) Reconcile(ctx context.Context) (err error) {
+	defer func() { k.record(err) }()
+	hooks, err := k.api.ListWebhooks(ctx)
+	if err != nil {
+		return fmt.Errorf("keeper: list webhooks: %w", err)
+	}
+	var mine []upvest.Webhook
+	for _, h := range hooks {
+		if h.URL == k.want.URL {
+			mine = append(mine, h)
+		}
+	}
+	var hook upvest.Webhook
+	switch {
+	case len(mine) == 0:
+		hook, err = k.api.CreateWebhook(ctx, upvest.WebhookCreate{
+			Title:  k.want.Title,
+			URL:    k.want.URL,
+			Type:   k.want.Types,
+			Config: &upvest.WebhookConfig{Delay: k.want.Delay, MaxPackageSize: k.want.MaxPackageSize},
+		})
+		if err != nil {
+			return fmt.Errorf("keeper: create webhook: %w", err)
+		}
+		k.metrics.actions.WithLabelValues("create").Inc()
+		k.log.Info().Str("webhook_id", hook.ID).Str("url", hook.URL).Msg("subscription created")
+	default:
+		slices.SortStableFunc(mine, func(a, b upvest.Webhook) int { return a.CreatedAt.Compare(b.CreatedAt) })
+		hook = mine[0]
+		if len(mine) > 1 {
+			k.log.Warn().Int("count", len(mine)).Str("kept", hook.ID).
+				Msg("several subscriptions exist for this URL; maintaining the oldest, leaving the others alone")
+		}
+	}
+	k.setHook(hook)
+
+	upd, fields := k.diff(hook)
+	if len(fields) == 0 {
+		return nil
+	}
+	hook, err = k.api.UpdateWebhook(ctx, hook.ID, upd)
+	if err != nil {
+		return fmt.Errorf("keeper: update webhook %s (%s): %w", hook.ID, strings.Join(fields, ", "), err)
+	}
+	for _, f := range fields {
+		k.metrics.actions.WithLabelValues(f).Inc()
+	}
+	k.log.Info().Str("webhook_id", hook.ID).Strs("fields", fields).Msg("subscription updated")
+	k.setHook(hook)
+	return nil
+}
+
+// diff returns the update that makes hook match the desired state and the
+// names of the fields it changes ("enable", "title", "type", "config").
+func (k *Keeper) diff(hook upvest.Webhook) (upvest.WebhookUpdate, []string) {
+	var (
+		u      upvest.WebhookUpdate
+		fields []string
+	)
+	if !hook.Enabled {
+		enabled := true
+		u.Enabled = &enabled
+		fields = append(fields, "enable")
+	}
+	if hook.Title != k.want.Title {
+		title := k.want.Title
+		u.Title = &title
+		fields = append(fields, "title")
+	}
+	if !sameSet(hook.Type, k.want.Types) {
+		u.Type = slices.Clone(k.want.Types)
+		fields = append(fields, "type")
+	}
+	if hook.Config.Delay != k.want.Delay || hook.Config.MaxPackageSize != k.want.MaxPackageSize {
+		u.Config = &upvest.WebhookConfig{Delay: k.want.Delay, MaxPackageSize: k.want.MaxPackageSize}
+		fields = append(fields, "config")
+	}
+	return u, fields
+}
+
+func (k *Keeper) setHook(h upvest.Webhook) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.state.WebhookID, k.state.Enabled = h.ID, h.Enabled
+	k.metrics.enabled.Set(b2f(h.Enabled))
+}
+
+func (k *Keeper) record(err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.state.LastReconcile = time.Now()
+	if err != nil {
+		k.state.LastError, k.state.InSync = err.Error(), false
+		k.metrics.reconciles.WithLabelValues("error").Inc()
+		return
+	}
+	k.state.LastError, k.state.InSync = "", true
+	k.metrics.reconciles.WithLabelValues("ok").Inc()
+}
+
+// nextBackoff doubles prev from the minimum up to the interval, with jitter
+// so that replicas and restarts do not hit Upvest in step.
+func (k *Keeper) nextBackoff(prev time.Duration) time.Duration {
+	d := max(prev*2, k.minWait)
+	d = min(d, k.interval)
+	return d/2 + rand.N(d/2+1)
+}
+
+// jitterDown spreads periodic work over the last tenth of d, never later
+// than d.
+func jitterDown(d time.Duration) time.Duration {
+	return d - rand.N(d/10+1)
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
