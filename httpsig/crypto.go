@@ -31,6 +31,9 @@ func SignBase(rand io.Reader, key crypto.Signer, base []byte) ([]byte, error) {
 func VerifyBase(pub crypto.PublicKey, base, sig []byte) error {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
+		if k == nil || k.Curve == nil || k.X == nil || k.Y == nil {
+			return fmt.Errorf("%w: incomplete ECDSA key", ErrUnsupported)
+		}
 		sum := sha512.Sum512(base)
 		if ecdsa.VerifyASN1(k, sum[:], sig) {
 			return nil
@@ -45,6 +48,9 @@ func VerifyBase(pub crypto.PublicKey, base, sig []byte) error {
 		}
 		return ErrVerification
 	case ed25519.PublicKey:
+		if len(k) != ed25519.PublicKeySize {
+			return fmt.Errorf("%w: Ed25519 key of %d bytes", ErrUnsupported, len(k))
+		}
 		if ed25519.Verify(k, base, sig) {
 			return nil
 		}
