@@ -5,6 +5,7 @@ import (
 	"crypto/sha512"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -24,18 +25,33 @@ func ContentDigest(body []byte) string {
 	return "sha-512=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
 }
 
-// CheckDigest verifies body against the Content-Digest header if present,
-// else the Digest header. Every digest of a supported algorithm (SHA-256,
-// SHA-512) in the header must match; at least one must be present.
+// CheckDigest verifies body against every digest header present:
+// Content-Digest and Digest alike. Every digest of a supported algorithm
+// (SHA-256, SHA-512) must match, and at least one must be present. Checking
+// all of them, rather than the first found, means an added, unsigned digest
+// header cannot stand in for the signed one; callers must still make sure
+// that a digest header is covered by the signature.
 // It returns ErrNoDigest, ErrDigestMismatch or ErrSyntax.
 func CheckDigest(h http.Header, body []byte) error {
+	checked := 0
 	if v := h.Values("Content-Digest"); len(v) > 0 {
-		return checkContentDigest(strings.Join(v, ","), body)
+		if err := checkContentDigest(strings.Join(v, ","), body); err != nil && !errors.Is(err, ErrNoDigest) {
+			return err
+		} else if err == nil {
+			checked++
+		}
 	}
 	if v := h.Values("Digest"); len(v) > 0 {
-		return checkLegacyDigest(strings.Join(v, ","), body)
+		if err := checkLegacyDigest(strings.Join(v, ","), body); err != nil && !errors.Is(err, ErrNoDigest) {
+			return err
+		} else if err == nil {
+			checked++
+		}
 	}
-	return ErrNoDigest
+	if checked == 0 {
+		return ErrNoDigest
+	}
+	return nil
 }
 
 func checkContentDigest(v string, body []byte) error {
