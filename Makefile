@@ -42,6 +42,10 @@ demo: run
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
+## load: relay vs raw-JetStream floor in one run (events/s, latency percentiles, ratios); LOADFLAGS e.g. -packages 1000
+load:
+	$(GO) run ./cmd/relay-load $(LOADFLAGS)
+
 ## docker: container image (needs a Docker engine)
 docker:
 	docker build -t upvest-relay:$(VERSION) .
