@@ -1,0 +1,40 @@
+// Package relay is the webhook ingress: it takes the packages Upvest POSTs,
+// verifies them, splits them into events and publishes each event to NATS
+// JetStream as a CloudEvent, answering 200 only once JetStream has
+// acknowledged every message of the package. It also serves the admin
+// endpoints (/healthz, /readyz, /metrics) and builds the HTTP servers.
+//
+// The contract of Handler (CONTRACT.md, "Ingress"):
+//
+//	POST on the webhook path, valid signature, every message acked   200
+//	the same package again (JetStream dedup on Nats-Msg-Id = event id) 200
+//	Verifier error                                                   401
+//	Verifier error wrapping verify.ErrKeysUnavailable (transient)    503
+//	body over the size limit (nothing read past it, nothing stored)  413
+//	signed but not a package: raw body dead-lettered                 200
+//	event without a string id or type: that event dead-lettered      200
+//	publish error, NATS down, PubAck not in time                     503
+//	more packages in flight than allowed                             503
+//	other method                                                     405 (Allow: POST)
+//	other path                                                       404
+//
+// The body is verified before it is parsed, on its raw bytes. Each event's
+// CloudEvent data is the event element of "payload" byte for byte; the
+// CloudEvent attributes travel as NATS headers in binary mode (ce-*), their
+// values percent-encoded as the CloudEvents NATS binding requires.
+// Dead letters go to <prefix>._deadletter with the raw bytes as data, a
+// Relay-Deadletter-Reason header, the request id, and a Nats-Msg-Id derived
+// from the bytes so that retries do not duplicate them; they are CloudEvents
+// too (type DeadLetterType) so that a CloudEvents consumer of <prefix>.>
+// decodes every message.
+//
+// Every answer carries X-Request-Id; errors carry a short
+// application/problem+json body that never echoes the request. Each
+// rejected request is logged once, with its request id, never with its body
+// or signature.
+//
+// A non-2xx answer tells Upvest to retry the package later (it retries
+// forever and blocks the webhook meanwhile), so only transient trouble
+// produces one; whatever was acked before a 503 stays in the stream and the
+// retry fills in the rest without duplicates.
+package relay

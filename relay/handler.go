@@ -1,0 +1,340 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/rs/zerolog/hlog"
+
+	"github.com/upvest-relay/upvest-relay/subjects"
+)
+
+// Verifier checks a request's signature over its raw body. Any error
+// rejects the request with 401, except one wrapping
+// verify.ErrKeysUnavailable, which is transient and answered with 503.
+type Verifier interface {
+	Verify(ctx context.Context, r *http.Request, body []byte) error
+}
+
+// Publisher is the part of jetstream.JetStream the handler uses.
+type Publisher interface {
+	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+}
+
+// RequestIDHeader carries the request id on every answer.
+const RequestIDHeader = "X-Request-Id"
+
+// Defaults of the handler's options.
+const (
+	DefaultPrefix      = "upvest"
+	DefaultSourceBase  = "https://sandbox.upvest.co"
+	DefaultMaxBody     = 16 << 20
+	DefaultAckTimeout  = 5 * time.Second
+	DefaultMaxInFlight = 32
+)
+
+// Option tunes NewHandler.
+type Option func(*Handler)
+
+// WithPrefix sets the subject prefix (default "upvest"); it must satisfy
+// subjects.ValidPrefix.
+func WithPrefix(prefix string) Option { return func(h *Handler) { h.prefix = prefix } }
+
+// WithSourceBase sets the Upvest base URL that CloudEvent sources start
+// with (default https://sandbox.upvest.co): <base>/webhooks/<webhook_id>.
+func WithSourceBase(base string) Option { return func(h *Handler) { h.sourceBase = base } }
+
+// WithMaxBodyBytes sets the largest body accepted (default 16 MiB);
+// larger ones get 413.
+func WithMaxBodyBytes(n int64) Option { return func(h *Handler) { h.maxBody = n } }
+
+// WithAckTimeout bounds the wait for a package's PubAcks (default 5s);
+// past it the package gets 503.
+func WithAckTimeout(d time.Duration) Option { return func(h *Handler) { h.ackTimeout = d } }
+
+// WithMaxInFlight bounds the packages handled at once (default 32); past
+// it requests get 503 at once, before their body is read.
+func WithMaxInFlight(n int) Option { return func(h *Handler) { h.maxInFlight = n } }
+
+// WithLogger sets the logger (default: none). Every line of a request
+// carries its req_id.
+func WithLogger(l zerolog.Logger) Option { return func(h *Handler) { h.log = l } }
+
+// WithRegisterer registers the handler's metrics on reg (default: not
+// registered).
+func WithRegisterer(reg prometheus.Registerer) Option { return func(h *Handler) { h.reg = reg } }
+
+// Handler is the webhook ingress, an http.Handler. See the package
+// documentation for its answers.
+type Handler struct {
+	path        string
+	verifier    Verifier
+	pub         Publisher
+	prefix      string
+	sourceBase  string
+	maxBody     int64
+	ackTimeout  time.Duration
+	maxInFlight int
+	log         zerolog.Logger
+	reg         prometheus.Registerer
+
+	slots   chan struct{}
+	metrics *metrics
+	chain   http.Handler
+}
+
+// NewHandler returns the handler for POST path, verifying with v and
+// publishing with p (a jetstream.JetStream, ideally from
+// broker.NewJetStream).
+func NewHandler(path string, v Verifier, p Publisher, opts ...Option) (*Handler, error) {
+	h := &Handler{
+		path:        path,
+		verifier:    v,
+		pub:         p,
+		prefix:      DefaultPrefix,
+		sourceBase:  DefaultSourceBase,
+		maxBody:     DefaultMaxBody,
+		ackTimeout:  DefaultAckTimeout,
+		maxInFlight: DefaultMaxInFlight,
+		log:         zerolog.Nop(),
+	}
+	for _, o := range opts {
+		o(h)
+	}
+	h.sourceBase = strings.TrimRight(h.sourceBase, "/")
+	switch u, err := url.Parse(h.sourceBase); {
+	case !strings.HasPrefix(path, "/"):
+		return nil, fmt.Errorf("relay: webhook path %q must start with /", path)
+	case v == nil || p == nil:
+		return nil, errors.New("relay: handler needs a verifier and a publisher")
+	case !subjects.ValidPrefix(h.prefix):
+		return nil, fmt.Errorf("relay: invalid subject prefix %q", h.prefix)
+	case err != nil || !u.IsAbs() || u.Host == "":
+		return nil, fmt.Errorf("relay: source base %q is not an absolute URL", h.sourceBase)
+	case h.maxBody <= 0:
+		return nil, fmt.Errorf("relay: max body bytes %d must be positive", h.maxBody)
+	case h.ackTimeout <= 0:
+		return nil, fmt.Errorf("relay: ack timeout %s must be positive", h.ackTimeout)
+	case h.maxInFlight <= 0:
+		return nil, fmt.Errorf("relay: max in flight %d must be positive", h.maxInFlight)
+	}
+	m, err := newMetrics(h.reg)
+	if err != nil {
+		return nil, err
+	}
+	h.metrics = m
+	h.slots = make(chan struct{}, h.maxInFlight)
+	h.chain = hlog.NewHandler(h.log)(
+		hlog.RequestIDHandler("req_id", RequestIDHeader)(
+			http.HandlerFunc(h.serve)))
+	return h, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.chain.ServeHTTP(w, r)
+}
+
+// outcome is what a stored package amounted to.
+type outcome struct {
+	Events       int `json:"events"`
+	Published    int `json:"published"`
+	Duplicates   int `json:"duplicates"`
+	DeadLettered int `json:"deadlettered"`
+	notPackage   string
+}
+
+// serve answers one request: handle does the work, answer maps its error.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	out, err := h.handle(w, r)
+	log := hlog.FromRequest(r)
+	if err != nil {
+		p := answer(err)
+		h.metrics.packages.WithLabelValues(p.result).Inc()
+		h.metrics.rejections.WithLabelValues(p.reason).Inc()
+		h.metrics.packageDuration.Observe(time.Since(start).Seconds())
+		p.write(w)
+		log.Warn().Err(err).Int("status", p.status).Str("reason", p.reason).
+			Str("method", r.Method).Str("path", r.URL.Path).Dur("duration", time.Since(start)).
+			Msg("webhook request rejected")
+		return
+	}
+	result := resultOK
+	if out.notPackage != "" {
+		result = resultDeadLetter
+	}
+	h.metrics.packages.WithLabelValues(result).Inc()
+	h.metrics.packageDuration.Observe(time.Since(start).Seconds())
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(out)
+
+	ev := log.Info()
+	if out.notPackage != "" || out.DeadLettered > 0 {
+		ev = log.Warn()
+		if out.notPackage != "" {
+			ev = ev.Str("deadletter_reason", out.notPackage)
+		}
+	}
+	ev.Int("events", out.Events).Int("published", out.Published).Int("duplicates", out.Duplicates).
+		Int("deadlettered", out.DeadLettered).Dur("duration", time.Since(start)).
+		Msg("webhook package stored")
+}
+
+// handle checks, reads, verifies, splits and publishes one request.
+func (h *Handler) handle(w http.ResponseWriter, r *http.Request) (outcome, error) {
+	if r.URL.Path != h.path {
+		return outcome{}, fmt.Errorf("%w: %s", ErrNotFound, r.URL.Path)
+	}
+	if r.Method != http.MethodPost {
+		return outcome{}, fmt.Errorf("%w: %s", ErrMethodNotAllowed, r.Method)
+	}
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		return outcome{}, fmt.Errorf("%w: limit %d", ErrOverloaded, h.maxInFlight)
+	}
+	body, err := h.readBody(w, r)
+	if err != nil {
+		return outcome{}, err
+	}
+	if err := h.verifier.Verify(r.Context(), r, body); err != nil {
+		return outcome{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	}
+	requestID := ""
+	if id, ok := hlog.IDFromRequest(r); ok {
+		requestID = id.String()
+	}
+	msgs, out := h.messages(body, requestID)
+	if err := h.publish(r.Context(), msgs, &out); err != nil {
+		return outcome{}, err
+	}
+	return out, nil
+}
+
+// readBody reads the whole body, refusing more than maxBody bytes.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > h.maxBody {
+		return nil, fmt.Errorf("%w: Content-Length %d > %d", ErrBodyTooLarge, r.ContentLength, h.maxBody)
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.maxBody))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrBodyTooLarge, h.maxBody)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrBodyUnreadable, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// pending is one message to publish and what its PubAck counts as.
+type pending struct {
+	msg    *nats.Msg
+	family string // metric label; "" for a dead letter
+}
+
+// messages turns a verified body into the messages to publish: one per
+// event, a dead letter per malformed event, or a single dead letter for a
+// body that is not a package.
+func (h *Handler) messages(body []byte, requestID string) ([]pending, outcome) {
+	events, err := Split(body)
+	if err != nil {
+		reason := deadLetterReason(err)
+		return []pending{{msg: deadLetterMsg(h.prefix, h.sourceBase, body, reason, requestID, -1)}},
+			outcome{notPackage: reason}
+	}
+	msgs := make([]pending, 0, len(events))
+	for i, raw := range events {
+		ev, err := parseEvent(raw)
+		if err != nil {
+			msgs = append(msgs, pending{msg: deadLetterMsg(h.prefix, h.sourceBase, raw, deadLetterReason(err), requestID, i)})
+			continue
+		}
+		msgs = append(msgs, pending{
+			msg:    eventMsg(h.prefix, h.sourceBase, ev),
+			family: familyLabel(subjects.Family(ev.typ)),
+		})
+	}
+	return msgs, outcome{Events: len(events)}
+}
+
+// publish sends every message asynchronously and waits, at most
+// ackTimeout, for all their PubAcks. It counts what was acked into out and
+// the metrics, and fails with ErrUnavailable unless everything was.
+func (h *Handler) publish(ctx context.Context, msgs []pending, out *outcome) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	defer func() { h.metrics.publishDuration.Observe(time.Since(start).Seconds()) }()
+
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	var failed error
+	for _, m := range msgs {
+		f, err := h.pub.PublishMsgAsync(m.msg)
+		if err != nil {
+			failed = fmt.Errorf("publish to %s: %w", m.msg.Subject, err)
+			break
+		}
+		futures = append(futures, f)
+	}
+
+	timer := time.NewTimer(h.ackTimeout)
+	defer timer.Stop()
+	acked := 0
+wait:
+	for i, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			acked++
+			h.count(msgs[i], ack, out)
+		case err := <-f.Err():
+			if failed == nil {
+				failed = fmt.Errorf("publish to %s: %w", msgs[i].msg.Subject, err)
+			}
+		case <-timer.C:
+			failed = fmt.Errorf("%d of %d PubAcks missing after %s", len(msgs)-acked, len(msgs), h.ackTimeout)
+			break wait
+		case <-ctx.Done():
+			failed = fmt.Errorf("%d of %d PubAcks missing: %w", len(msgs)-acked, len(msgs), ctx.Err())
+			break wait
+		}
+	}
+	if failed != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, failed)
+	}
+	return nil
+}
+
+// count books one PubAck.
+func (h *Handler) count(p pending, ack *jetstream.PubAck, out *outcome) {
+	switch {
+	case ack.Duplicate:
+		out.Duplicates++
+		h.metrics.deduplicated.Inc()
+	case p.family == "":
+		out.DeadLettered++
+		h.metrics.deadlettered.Inc()
+	default:
+		out.Published++
+		h.metrics.published.WithLabelValues(p.family).Inc()
+	}
+}
