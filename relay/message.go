@@ -72,23 +72,35 @@ func deadLetterReason(err error) string {
 // eventMsg builds the binary-mode CloudEvent message for ev, published
 // under prefix, with source <sourceBase>/webhooks/<webhook_id>.
 func eventMsg(prefix, sourceBase string, ev event) *nats.Msg {
-	h := make(nats.Header, 10)
 	id := headerValue(ev.id)
-	h[HeaderSpecVersion] = []string{specVersion}
-	h[HeaderID] = []string{id}
-	h[HeaderSource] = []string{headerValue(sourceBase + "/webhooks/" + ev.webhookID)}
-	h[HeaderType] = []string{headerValue(subjects.EventType(ev.typ))}
+	// One backing array for all header values: one allocation, not ten.
+	vals := [...]string{
+		specVersion,
+		id,
+		headerValue(sourceBase + "/webhooks/" + ev.webhookID),
+		headerValue(subjects.EventType(ev.typ)),
+		applicationJSON,
+		"", // time
+		"", // subject
+	}
+	h := make(nats.Header, 10)
+	h[HeaderSpecVersion] = vals[0:1:1]
+	h[HeaderID] = vals[1:2:2]
+	h[HeaderSource] = vals[2:3:3]
+	h[HeaderType] = vals[3:4:4]
+	h[HeaderDataContentType] = vals[4:5:5]
+	h[HeaderContentType] = vals[4:5:5]
+	h[HeaderMsgID] = vals[1:2:2]
 	if ev.createdAt != "" {
 		if _, err := time.Parse(time.RFC3339Nano, ev.createdAt); err == nil {
-			h[HeaderTime] = []string{headerValue(ev.createdAt)}
+			vals[5] = headerValue(ev.createdAt)
+			h[HeaderTime] = vals[5:6:6]
 		}
 	}
 	if strings.TrimSpace(ev.objectID) != "" {
-		h[HeaderSubject] = []string{headerValue(ev.objectID)}
+		vals[6] = headerValue(ev.objectID)
+		h[HeaderSubject] = vals[6:7:7]
 	}
-	h[HeaderDataContentType] = []string{applicationJSON}
-	h[HeaderContentType] = []string{applicationJSON}
-	h[HeaderMsgID] = []string{id}
 	return &nats.Msg{Subject: subjects.For(prefix, ev.typ), Header: h, Data: ev.raw}
 }
 

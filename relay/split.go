@@ -17,30 +17,30 @@ var (
 )
 
 // Split returns each element of the package's "payload" array as the exact
-// bytes it has in body, without re-encoding. A body that is not valid
-// JSON, not an object with a "payload" member (matched exactly, case
-// sensitive) or whose payload is not an array gives ErrInvalidJSON,
-// ErrNoPayload or ErrPayloadNotArray. An empty payload gives no events and
-// no error.
+// bytes it has in body (sub-slices of body, not copies), without
+// re-encoding. A body that is not valid JSON, not an object with a
+// "payload" member (matched exactly, case sensitive) or whose payload is
+// not an array gives ErrInvalidJSON, ErrNoPayload or ErrPayloadNotArray.
+// An empty payload gives no events and no error.
 func Split(body []byte) ([]json.RawMessage, error) {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil {
-		var syntax *json.SyntaxError
-		if errors.As(err, &syntax) || !json.Valid(body) {
-			return nil, ErrInvalidJSON
+	if !json.Valid(body) {
+		return nil, ErrInvalidJSON
+	}
+	var payload []byte
+	for name, value := range members(body) {
+		if nameIs(name, "payload") {
+			payload = value
 		}
-		return nil, ErrNoPayload
 	}
-	payload, ok := top["payload"]
-	if !ok {
+	switch {
+	case payload == nil:
 		return nil, ErrNoPayload
-	}
-	if len(payload) == 0 || payload[0] != '[' {
+	case payload[0] != '[':
 		return nil, ErrPayloadNotArray
 	}
-	var events []json.RawMessage
-	if err := json.Unmarshal(payload, &events); err != nil {
-		return nil, ErrPayloadNotArray // unreachable for valid JSON
+	events := make([]json.RawMessage, 0, 8)
+	for raw := range elements(payload) {
+		events = append(events, raw)
 	}
 	return events, nil
 }
@@ -56,43 +56,40 @@ type event struct {
 	objectID  string // "" if missing or not a string
 }
 
-// parseEvent reads the fields the relay needs from raw. An element that
-// is not an object, or lacks a non-blank string id or type, gives
-// ErrEventMissingID or ErrEventMissingType.
+// parseEvent reads the fields the relay needs from raw, valid JSON (an
+// element Split returned). An element that is not an object, or lacks a
+// non-blank string id or type, gives ErrEventMissingID or
+// ErrEventMissingType.
 func parseEvent(raw json.RawMessage) (event, error) {
 	ev := event{raw: raw}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil || fields == nil {
+	if !isObject(raw) {
 		return ev, ErrEventMissingID
 	}
-	ev.id = stringField(fields, "id")
+	var object []byte
+	for name, value := range members(raw) {
+		switch {
+		case nameIs(name, "id"):
+			ev.id, _ = stringValue(value)
+		case nameIs(name, "type"):
+			ev.typ, _ = stringValue(value)
+		case nameIs(name, "created_at"):
+			ev.createdAt, _ = stringValue(value)
+		case nameIs(name, "webhook_id"):
+			ev.webhookID, _ = stringValue(value)
+		case nameIs(name, "object"):
+			object = value
+		}
+	}
 	if strings.TrimSpace(ev.id) == "" {
 		return ev, ErrEventMissingID
 	}
-	ev.typ = stringField(fields, "type")
 	if strings.TrimSpace(ev.typ) == "" {
 		return ev, ErrEventMissingType
 	}
-	ev.createdAt = stringField(fields, "created_at")
-	ev.webhookID = stringField(fields, "webhook_id")
-	if obj := fields["object"]; len(obj) > 0 && obj[0] == '{' {
-		var objFields map[string]json.RawMessage
-		if json.Unmarshal(obj, &objFields) == nil {
-			ev.objectID = stringField(objFields, "id")
+	for name, value := range members(object) {
+		if nameIs(name, "id") {
+			ev.objectID, _ = stringValue(value)
 		}
 	}
 	return ev, nil
-}
-
-// stringField returns fields[key] if it is a JSON string, else "".
-func stringField(fields map[string]json.RawMessage, key string) string {
-	v := fields[key]
-	if len(v) == 0 || v[0] != '"' {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(v, &s) != nil {
-		return ""
-	}
-	return s
 }
