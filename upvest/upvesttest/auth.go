@@ -394,6 +394,10 @@ func (s *Server) handleToken(c *call) result {
 		return problemResult(http.StatusBadRequest, "grant_type must be client_credentials, got %q", gt)
 	}
 	t := c.tenant
+	if form.Get("client_secret") == "" && strings.HasPrefix(strings.ToLower(c.r.Header.Get("Authorization")), "basic ") {
+		s.recordFailure(c.r, false, "client credentials sent as HTTP Basic")
+		return problemResult(http.StatusUnauthorized, "send client_id and client_secret as form fields, not HTTP Basic authorization")
+	}
 	if form.Get("client_id") != t.clientID ||
 		subtle.ConstantTimeCompare([]byte(form.Get("client_secret")), []byte(t.secret)) != 1 {
 		s.recordFailure(c.r, false, "invalid client credentials")

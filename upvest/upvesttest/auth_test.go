@@ -54,6 +54,9 @@ func TestTokenCallRejects(t *testing.T) {
 	wrongGrant.body = []byte(strings.Replace(string(wrongGrant.body), "client_credentials", "password", 1))
 	unsigned := tokenReq(ten, "webhooks:read")
 	unsigned.noSign = true
+	basic := tokenReq(ten, "webhooks:read")
+	basic.body = []byte("grant_type=client_credentials&scope=webhooks%3Aread")
+	basic.preSign = func(r *http.Request) { r.SetBasicAuth(ten.ClientID, ten.ClientSecret) }
 
 	for _, tc := range []struct {
 		name   string
@@ -66,8 +69,11 @@ func TestTokenCallRejects(t *testing.T) {
 		{"no scope", tokenReq(ten), 400, "scope is required"},
 		{"wrong grant type", wrongGrant, 400, "grant_type must be client_credentials"},
 		{"unsigned", unsigned, 401, "missing signature-input"},
+		{"basic auth", basic, 401, "not HTTP Basic"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			c := *c
+			c.t = t
 			resp := c.do(tc.req)
 			p := resp.problem(t)
 			if resp.status != tc.status || p.Status != tc.status || !strings.Contains(p.Detail, tc.detail) {
@@ -135,6 +141,8 @@ func TestRequestSignatureRejects(t *testing.T) {
 		{"no bearer", get(req{noToken: true}), "missing authorization"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			c := *c
+			c.t = t
 			before := len(s.SignatureFailures())
 			resp := c.do(tc.req)
 			if resp.status != http.StatusUnauthorized {

@@ -541,6 +541,9 @@ func (s *Server) WaitDelivered(ctx context.Context, webhookID string, events int
 // ends (then it returns nil) or Publish fails. It runs in the caller's
 // goroutine.
 func (s *Server) PublishEvery(ctx context.Context, clientID string, interval time.Duration, g *Generator) error {
+	if interval <= 0 {
+		return errors.New("upvesttest: PublishEvery needs a positive interval")
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

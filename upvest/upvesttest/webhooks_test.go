@@ -81,6 +81,8 @@ func TestCreateWebhookValidation(t *testing.T) {
 		{"size not integer", ok(func(m map[string]any) { m["config"] = map[string]any{"max_package_size": 100.5} }), 400, "malformed JSON"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			c := *c
+			c.t = t
 			resp := c.json(http.MethodPost, "/webhooks", tc.body, nil)
 			if resp.status != tc.status {
 				t.Fatalf("status %d, want %d: %s", resp.status, tc.status, resp.body)
