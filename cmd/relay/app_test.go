@@ -1,0 +1,315 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/upvest-relay/upvest-relay/broker/brokertest"
+	"github.com/upvest-relay/upvest-relay/config"
+	"github.com/upvest-relay/upvest-relay/upvest/upvesttest"
+)
+
+// startApp runs runApp in the background and returns the running app once
+// it listens, and a stop function that cancels it and returns runApp's
+// error.
+func startApp(t *testing.T, cfg config.Config) (*app, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan *app, 1)
+	done := make(chan error, 1)
+	go func() { done <- runApp(ctx, cfg, zerolog.Nop(), func(a *app) { started <- a }) }()
+	var stopped bool
+	var result error
+	stop := func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			result = <-done
+		}
+		return result
+	}
+	t.Cleanup(func() { _ = stop() })
+	select {
+	case a := <-started:
+		return a, stop
+	case err := <-done:
+		stopped = true
+		cancel()
+		t.Fatalf("runApp ended before starting: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("runApp did not start within 30s")
+	}
+	return nil, nil
+}
+
+func testConfig(t *testing.T, env ...string) config.Config {
+	t.Helper()
+	env = append(env, "RELAY_DATA_DIR="+t.TempDir(), "RELAY_ADMIN_ADDR=127.0.0.1:0")
+	if !hasVar(env, "RELAY_LISTEN_ADDR") {
+		env = append(env, "RELAY_LISTEN_ADDR=127.0.0.1:0")
+	}
+	cfg, err := config.Load(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func hasVar(env []string, name string) bool {
+	for _, kv := range env {
+		if len(kv) > len(name) && kv[:len(name)+1] == name+"=" {
+			return true
+		}
+	}
+	return false
+}
+
+// TestServeWithOnlyAKeysFile is the contract's smallest deployment: only
+// RELAY_VERIFY_KEYS_FILE set, embedded JetStream, a signed package in,
+// its events on the stream, ready, clean stop.
+func TestServeWithOnlyAKeysFile(t *testing.T) {
+	emu, err := upvesttest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	jwks, err := emu.JWKS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keysFile := filepath.Join(t.TempDir(), "keys.json")
+	if err := os.WriteFile(keysFile, jwks, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, stop := startApp(t, testConfig(t, "RELAY_VERIFY_KEYS_FILE="+keysFile))
+
+	get := func(path string) int {
+		resp, err := http.Get("http://" + a.admin.Addr().String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	brokertest.Eventually(t, 5*time.Second, "/readyz 200", func() bool { return get("/readyz") == http.StatusOK })
+	if got := get("/healthz"); got != http.StatusOK {
+		t.Errorf("/healthz = %d, want 200", got)
+	}
+
+	gen := upvesttest.NewGenerator(1)
+	events := gen.Batch(5)
+	body := packageBody(t, events, "4b1d0c1e-0000-4000-8000-000000000001")
+	url := "http://" + a.IngressAddr() + "/webhooks/upvest"
+	post := func(sign bool) int {
+		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if sign {
+			if err := emu.SignDelivery(req, body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := post(false); got != http.StatusUnauthorized {
+		t.Errorf("unsigned package: %d, want 401", got)
+	}
+	if got := post(true); got != http.StatusOK {
+		t.Fatalf("signed package: %d, want 200", got)
+	}
+	if got := post(true); got != http.StatusOK {
+		t.Fatalf("retried package: %d, want 200", got)
+	}
+	if got := streamMsgs(t, a.js, "UPVEST"); got != uint64(len(events)) {
+		t.Errorf("stream holds %d messages, want %d", got, len(events))
+	}
+	if err := stop(); err != nil {
+		t.Errorf("runApp after stop: %v", err)
+	}
+}
+
+// TestDeliveryThroughRelayExactlyOnceAcrossRestart drives the emulator's
+// delivery engine through the real relay: thousands of events, then a relay
+// restart while the emulator keeps retrying, and every event is in the
+// stream exactly once.
+func TestDeliveryThroughRelayExactlyOnceAcrossRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long end-to-end test")
+	}
+	emu, err := upvesttest.New(upvesttest.WithDelayScale(0.05), upvesttest.WithBackoffScale(0.05))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	tenant, err := emu.NewTenant()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "tenant.pem")
+	pem, err := tenant.KeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	hook := fmt.Sprintf("http://127.0.0.1:%d/webhooks/upvest", port)
+	cfg := testConfig(t,
+		"RELAY_LISTEN_ADDR=127.0.0.1:"+strconv.Itoa(port),
+		"RELAY_UPVEST_BASE_URL="+emu.URL(),
+		"RELAY_UPVEST_CLIENT_ID="+tenant.ClientID,
+		"RELAY_UPVEST_CLIENT_SECRET="+tenant.ClientSecret,
+		"RELAY_UPVEST_SIGNING_KEY_FILE="+keyFile,
+		"RELAY_UPVEST_SIGNING_KEY_ID="+tenant.KeyID,
+		"RELAY_WEBHOOK_URL="+hook,
+		"RELAY_WEBHOOK_DELAY=1s",
+		"RELAY_WEBHOOK_MAX_PACKAGE_SIZE=20000",
+		"RELAY_RECONCILE_INTERVAL=1s",
+	)
+
+	a, stop := startApp(t, cfg)
+	var webhookID string
+	brokertest.Eventually(t, 10*time.Second, "subscription registered and enabled", func() bool {
+		hooks := emu.Webhooks(tenant.ClientID)
+		if len(hooks) == 1 && hooks[0].Enabled {
+			webhookID = hooks[0].ID
+			return true
+		}
+		return false
+	})
+
+	gen := upvesttest.NewGenerator(7)
+	const first, second = 3000, 1000
+	publish(t, emu, tenant.ClientID, gen, first)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := emu.WaitDelivered(ctx, webhookID, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+
+	// The relay is down: Upvest keeps the events and retries, blocked.
+	publish(t, emu, tenant.ClientID, gen, second)
+	brokertest.Eventually(t, 10*time.Second, "emulator retrying against the stopped relay", func() bool {
+		return emu.Delivered(webhookID).ConsecutiveFailures >= 2
+	})
+
+	a, _ = startApp(t, cfg)
+	if err := emu.WaitDelivered(ctx, webhookID, first+second); err != nil {
+		t.Fatal(err)
+	}
+	if got := emu.Webhooks(tenant.ClientID); len(got) != 1 {
+		t.Errorf("restart left %d subscriptions, want 1", len(got))
+	}
+	ids := streamIDs(t, a.js, "UPVEST")
+	if len(ids) != first+second {
+		t.Errorf("stream holds %d distinct events, want %d", len(ids), first+second)
+	}
+	for id, n := range ids {
+		if n != 1 {
+			t.Errorf("event %s stored %d times", id, n)
+		}
+	}
+}
+
+func publish(t *testing.T, emu *upvesttest.Server, clientID string, gen *upvesttest.Generator, n int) {
+	t.Helper()
+	for sent := 0; sent < n; sent += 100 {
+		if err := emu.Publish(clientID, gen.Batch(min(100, n-sent))...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func packageBody(t *testing.T, events []upvesttest.Event, webhookID string) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	b.WriteString(`{"payload":[`)
+	for i, e := range events {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		obj, err := json.Marshal(e.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, `{"id":%q,"created_at":%q,"type":%q,"object":%s,"webhook_id":%q}`,
+			e.ID, e.CreatedAt.Format(time.RFC3339Nano), e.Type, obj, webhookID)
+	}
+	b.WriteString(`]}`)
+	return b.Bytes()
+}
+
+func streamMsgs(t *testing.T, js jetstream.JetStream, name string) uint64 {
+	t.Helper()
+	s, err := js.Stream(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// streamIDs reads the whole stream and counts messages per ce-id.
+func streamIDs(t *testing.T, js jetstream.JetStream, name string) map[string]int {
+	t.Helper()
+	ctx := context.Background()
+	total := streamMsgs(t, js, name)
+	c, err := js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]int{}
+	for seen := uint64(0); seen < total; {
+		batch, err := c.Fetch(500, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			ids[m.Headers().Get("ce-id")]++
+			got++
+		}
+		if err := batch.Error(); err != nil && err != nats.ErrTimeout {
+			t.Fatal(err)
+		}
+		if got == 0 {
+			t.Fatalf("stream read stalled after %d of %d messages", seen, total)
+		}
+		seen += uint64(got)
+	}
+	return ids
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

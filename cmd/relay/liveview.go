@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/upvest-relay/upvest-relay/config"
+	"github.com/upvest-relay/upvest-relay/subjects"
+)
+
+// liveView is relay demo's terminal display. It is a real downstream
+// consumer: it subscribes to the relay's subjects on NATS and counts what
+// arrives, and reads the relay's own Prometheus metrics for the rest.
+type liveView struct {
+	out     io.Writer
+	redraw  bool
+	cfg     config.Config
+	emuURL  string
+	logPath string
+
+	mu        sync.Mutex
+	total     int
+	bySubject map[string]int
+	last      []seenEvent
+	window    []time.Time // arrival times within the last rateWindow
+}
+
+type seenEvent struct {
+	at      time.Time
+	subject string
+	ceType  string
+	subj    string
+}
+
+const (
+	rateWindow = 5 * time.Second
+	lastShown  = 8
+)
+
+func newLiveView(out io.Writer, plain bool, cfg config.Config, emuURL, logPath string) *liveView {
+	return &liveView{
+		out:       out,
+		redraw:    !plain && isTerminal(out),
+		cfg:       cfg,
+		emuURL:    emuURL,
+		logPath:   logPath,
+		bySubject: map[string]int{},
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// run subscribes to every subject under the prefix and renders until ctx
+// ends.
+func (v *liveView) run(ctx context.Context, a *app) error {
+	sub, err := a.nc.Subscribe(subjects.Stream(v.cfg.SubjectPrefix), v.observe)
+	if err != nil {
+		return fmt.Errorf("live view: %w", err)
+	}
+	defer sub.Unsubscribe()
+	v.intro(a)
+	every := time.Second
+	if !v.redraw {
+		every = 5 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			v.render(a)
+		}
+	}
+}
+
+func (v *liveView) observe(m *nats.Msg) {
+	now := time.Now()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.total++
+	v.bySubject[m.Subject]++
+	v.window = append(v.window, now)
+	v.last = append(v.last, seenEvent{at: now, subject: m.Subject, ceType: m.Header.Get("ce-type"), subj: m.Header.Get("ce-subject")})
+	if len(v.last) > lastShown {
+		v.last = v.last[len(v.last)-lastShown:]
+	}
+}
+
+func (v *liveView) intro(a *app) {
+	if v.redraw {
+		return
+	}
+	fmt.Fprintf(v.out, "upvest-relay demo: Upvest emulator %s delivers signed packages to the relay at http://%s%s;\n", v.emuURL, a.IngressAddr(), v.cfg.WebhookPath)
+	fmt.Fprintf(v.out, "events land on JetStream stream %s under %s. Metrics: http://%s/metrics. Log: %s. Ctrl-C stops.\n",
+		v.cfg.Stream, subjects.Stream(v.cfg.SubjectPrefix), a.admin.Addr(), v.logPath)
+}
+
+// snapshot returns the counters and prunes the rate window.
+func (v *liveView) snapshot() (total int, rate float64, by map[string]int, last []seenEvent) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	cut := time.Now().Add(-rateWindow)
+	i := 0
+	for i < len(v.window) && v.window[i].Before(cut) {
+		i++
+	}
+	v.window = v.window[i:]
+	return v.total, float64(len(v.window)) / rateWindow.Seconds(), maps(v.bySubject), slices.Clone(v.last)
+}
+
+func maps(m map[string]int) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, n := range m {
+		out[k] = n
+	}
+	return out
+}
+
+func (v *liveView) render(a *app) {
+	total, rate, by, last := v.snapshot()
+	m := gatherCounters(a)
+	if !v.redraw {
+		fmt.Fprintf(v.out, "%s  events seen %d (%.1f/s)  packages ok %d  duplicates ignored %d  dead-lettered %d  rejected %d  subscription %s\n",
+			time.Now().Format("15:04:05"), total, rate, int(m["packages:ok"]), int(m["dedup"]), int(m["deadletter"]), int(m["rejected"]), v.subscription(a))
+		return
+	}
+	var b strings.Builder
+	b.WriteString("\033[H\033[2J")
+	fmt.Fprintf(&b, "upvest-relay demo                                              Ctrl-C to stop\n\n")
+	fmt.Fprintf(&b, "  Upvest emulator  %s  (signs packages like Upvest; retries until the relay answers 200)\n", v.emuURL)
+	fmt.Fprintf(&b, "  Relay ingress    http://%s%s\n", a.IngressAddr(), v.cfg.WebhookPath)
+	fmt.Fprintf(&b, "  Relay admin      http://%s/readyz  /metrics\n", a.admin.Addr())
+	if a.embedded != nil {
+		fmt.Fprintf(&b, "  NATS JetStream   %s  stream %s, subjects %s  (try: nats sub '%s')\n", a.embedded.ClientURL(), v.cfg.Stream, subjects.Stream(v.cfg.SubjectPrefix), subjects.Stream(v.cfg.SubjectPrefix))
+	}
+	fmt.Fprintf(&b, "  Subscription     %s\n", v.subscription(a))
+	fmt.Fprintf(&b, "  Log              %s\n\n", v.logPath)
+
+	fmt.Fprintf(&b, "  Events seen on NATS  %d   (%.1f/s)\n", total, rate)
+	fmt.Fprintf(&b, "  Packages stored      %d   duplicates ignored %d   dead-lettered %d\n", int(m["packages:ok"]), int(m["dedup"]), int(m["deadletter"]))
+	fmt.Fprintf(&b, "  Requests refused     %d   %s\n", int(m["rejected"]), rejectionDetail(m))
+	b.WriteString("                       (the demo sends a forged, unsigned package now and then: the relay must refuse it)\n\n")
+
+	b.WriteString("  Subject                                   events\n")
+	keys := make([]string, 0, len(by))
+	for k := range by {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(x, y string) int {
+		if by[x] != by[y] {
+			return by[y] - by[x]
+		}
+		return strings.Compare(x, y)
+	})
+	for i, k := range keys {
+		if i == 12 {
+			fmt.Fprintf(&b, "  … and %d more subjects\n", len(keys)-i)
+			break
+		}
+		fmt.Fprintf(&b, "  %-40s %7d\n", k, by[k])
+	}
+	b.WriteString("\n  Latest events (time, subject, CloudEvent subject = the object's id)\n")
+	for i := len(last) - 1; i >= 0; i-- {
+		e := last[i]
+		fmt.Fprintf(&b, "  %s  %-38s %s\n", e.at.Format("15:04:05.000"), e.subject, e.subj)
+	}
+	io.WriteString(v.out, b.String())
+}
+
+func (v *liveView) subscription(a *app) string {
+	if a.keeper == nil {
+		return "control loop off"
+	}
+	s := a.keeper.State()
+	switch {
+	case s.WebhookID == "":
+		if s.LastError != "" {
+			return "not registered yet: " + s.LastError
+		}
+		return "registering…"
+	case s.Enabled && s.InSync:
+		return "registered and enabled (" + s.WebhookID + "), kept in sync by the control loop"
+	case s.Enabled:
+		return "enabled (" + s.WebhookID + ")"
+	default:
+		return "registered but disabled (" + s.WebhookID + "); the control loop will enable it"
+	}
+}
+
+// final prints a one-line summary after Ctrl-C.
+func (v *liveView) final() {
+	total, _, by, _ := v.snapshot()
+	fmt.Fprintf(v.out, "\nstopped: %d events seen on %d subjects; they stay in the stream (relay replay --since 1h)\n", total, len(by))
+}
+
+// gatherCounters reads the relay's counters from its registry into a flat
+// map: "packages:<result>", "dedup", "deadletter", "rejected" and
+// "rejected:<reason>".
+func gatherCounters(a *app) map[string]float64 {
+	out := map[string]float64{}
+	mfs, err := a.registry.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			val := m.GetCounter().GetValue()
+			switch mf.GetName() {
+			case "relay_packages_total":
+				out["packages:"+label(m, "result")] += val
+			case "relay_events_deduplicated_total":
+				out["dedup"] += val
+			case "relay_events_deadlettered_total":
+				out["deadletter"] += val
+			case "relay_rejections_total":
+				out["rejected"] += val
+				out["rejected:"+label(m, "reason")] += val
+			}
+		}
+	}
+	return out
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+func rejectionDetail(m map[string]float64) string {
+	var parts []string
+	for k, n := range m {
+		if r, ok := strings.CutPrefix(k, "rejected:"); ok && n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", r, int(n)))
+		}
+	}
+	slices.Sort(parts)
+	if len(parts) == 0 {
+		return ""
+	}
+	return "(" + strings.Join(parts, ", ") + ")"
+}
