@@ -94,12 +94,23 @@ type person struct {
 // Generator makes realistic Upvest events: every family of UPVEST.md with
 // plausible states and objects (UUID ids, real ISINs, amounts as decimal
 // strings, EUR, RFC 3339 timestamps), drawn from a small population of
-// users so that events correlate. The same seed and start time give the
-// same events. A Generator is safe for concurrent use.
+// users so that events correlate. The same seed gives the same events in
+// the same order; with GenerateFrom their timestamps are the same too.
+// A Generator is safe for concurrent use.
+//
+// Each event's created_at is later than the previous one's. By default it
+// tracks the wall clock: it is the current time (to the microsecond), or
+// 1 µs after the previous event's if that is later (events generated
+// faster than one per microsecond), so a generator used for hours, as
+// `relay demo` does, does not drift into the future. GenerateFrom makes
+// the timestamps synthetic instead.
 type Generator struct {
 	mu       sync.Mutex
 	rng      *rand.Rand
-	now      time.Time
+	now      time.Time // created_at of the last event; the start with GenerateFrom
+	fixed    bool      // GenerateFrom: synthetic timestamps, independent of the clock
+	started  bool      // an event was generated
+	clock    func() time.Time
 	families []string
 	people   []person
 }
@@ -107,10 +118,11 @@ type Generator struct {
 // GeneratorOption configures a Generator.
 type GeneratorOption func(*Generator)
 
-// GenerateFrom sets the created_at of the first event (default: now); each
-// event is 10 ms to 2 s later than the previous one.
+// GenerateFrom makes timestamps reproducible: the first event's created_at
+// is t and each further event's is 10 ms to 2 s (drawn from the seed) after
+// the previous one's, whatever the wall clock says.
 func GenerateFrom(t time.Time) GeneratorOption {
-	return func(g *Generator) { g.now = t.UTC() }
+	return func(g *Generator) { g.now, g.fixed = t.UTC(), true }
 }
 
 // GenerateFamilies restricts Event to the given families.
@@ -122,7 +134,7 @@ func GenerateFamilies(families ...string) GeneratorOption {
 func NewGenerator(seed uint64, opts ...GeneratorOption) *Generator {
 	g := &Generator{
 		rng:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		now:      time.Now().UTC().Truncate(time.Millisecond),
+		clock:    time.Now,
 		families: Families(),
 	}
 	for _, o := range opts {
@@ -202,9 +214,25 @@ func (g *Generator) id() string {
 	return u.String()
 }
 
-// tick advances the clock and returns the new time.
+// tick returns the next event's created_at (see Generator).
 func (g *Generator) tick() time.Time {
-	g.now = g.now.Add(time.Duration(10+g.rng.IntN(1990)) * time.Millisecond)
+	// Drawn in both modes, so that a seed gives the same ids and objects
+	// with and without GenerateFrom.
+	step := time.Duration(10+g.rng.IntN(1990)) * time.Millisecond
+	first := !g.started
+	g.started = true
+	if g.fixed {
+		if !first {
+			g.now = g.now.Add(step)
+		}
+		return g.now
+	}
+	wall := g.clock().UTC().Truncate(time.Microsecond)
+	if next := g.now.Add(time.Microsecond); !first && next.After(wall) {
+		g.now = next
+	} else {
+		g.now = wall
+	}
 	return g.now
 }
 

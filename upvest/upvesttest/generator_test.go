@@ -199,3 +199,30 @@ func TestGenerateFamilies(t *testing.T) {
 		t.Errorf("Batch(7) gave %d", n)
 	}
 }
+
+// TestGeneratorTracksWallClock: without GenerateFrom, created_at follows
+// the clock and strictly increases, so a long demo run never drifts into
+// the future.
+func TestGeneratorTracksWallClock(t *testing.T) {
+	g := NewGenerator(5)
+	before := time.Now().UTC().Truncate(time.Microsecond)
+	evs := g.Batch(2000)
+	after := time.Now().UTC()
+	for i, e := range evs {
+		if i > 0 && !e.CreatedAt.After(evs[i-1].CreatedAt) {
+			t.Fatalf("event %d created_at %v not after %v", i, e.CreatedAt, evs[i-1].CreatedAt)
+		}
+	}
+	if first, last := evs[0].CreatedAt, evs[len(evs)-1].CreatedAt; first.Before(before) || last.After(after.Add(2*time.Millisecond)) {
+		t.Errorf("created_at from %v to %v, generated between %v and %v", first, last, before, after)
+	}
+
+	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	fixed := NewGenerator(5, GenerateFrom(start)).Event()
+	if !fixed.CreatedAt.Equal(start) {
+		t.Errorf("GenerateFrom: first created_at %v, want %v", fixed.CreatedAt, start)
+	}
+	if wall := NewGenerator(5).Event(); wall.ID != fixed.ID {
+		t.Errorf("ids depend on GenerateFrom: %s vs %s", wall.ID, fixed.ID)
+	}
+}
