@@ -33,6 +33,19 @@
 // rejected request is logged once, with its request id, never with its body
 // or signature.
 //
+// Metrics (registered on the Registerer given with WithRegisterer):
+// relay_packages_total{result}, relay_events_published_total{family} (the
+// families Upvest documents, anything else as "other"),
+// relay_events_deduplicated_total (PubAcks flagged duplicate, events and
+// dead letters alike), relay_events_deadlettered_total,
+// relay_rejections_total{reason} (every non-2xx, by verify.Reason or the
+// handler's own reason), relay_package_duration_seconds and
+// relay_publish_duration_seconds.
+//
+// Admin serves /healthz, /readyz (named checks and details that other
+// components add) and /metrics. NewServer builds an *http.Server with
+// timeouts; its Shutdown drains in-flight packages, PubAcks included.
+//
 // A non-2xx answer tells Upvest to retry the package later (it retries
 // forever and blocks the webhook meanwhile), so only transient trouble
 // produces one; whatever was acked before a 503 stays in the stream and the
