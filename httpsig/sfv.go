@@ -32,40 +32,22 @@ type Params struct {
 // ParseSignatureInput parses a Signature-Input header value into its members,
 // in header order.
 func ParseSignatureInput(v string) ([]Member, error) {
-	p := parser{s: v}
 	var out []Member
-	for {
-		p.skipOWS()
-		if p.done() {
-			break
-		}
-		label, err := p.key()
-		if err != nil {
-			return nil, err
-		}
-		if !p.consume('=') {
-			return nil, fmt.Errorf("%w: member %q is not an inner list", ErrSyntax, label)
-		}
+	err := dictionary(v, "Signature-Input", func(p *parser, label string) error {
 		start := p.i
 		comps, err := p.innerList()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		params, err := p.params()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		out = append(out, Member{Label: label, Components: comps, Params: params, Raw: v[start:p.i]})
-		p.skipOWS()
-		if p.done() {
-			break
-		}
-		if !p.consume(',') {
-			return nil, fmt.Errorf("%w: expected ',' at offset %d", ErrSyntax, p.i)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: empty Signature-Input", ErrSyntax)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -73,8 +55,31 @@ func ParseSignatureInput(v string) ([]Member, error) {
 // ParseSignature parses a Signature header value: a dictionary of byte
 // sequences (label=:base64:).
 func ParseSignature(v string) (map[string][]byte, error) {
-	p := parser{s: v}
 	out := map[string][]byte{}
+	err := dictionary(v, "Signature", func(p *parser, label string) error {
+		b, err := p.byteSeq()
+		if err != nil {
+			return err
+		}
+		// Parameters on a signature value are allowed by RFC 8941; skip them.
+		if _, err := p.params(); err != nil {
+			return err
+		}
+		out[label] = b
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// dictionary walks the members of an RFC 8941 dictionary, calling member
+// with the parser positioned on each value after "label=". It refuses an
+// empty dictionary and members without a value; name is used in errors.
+func dictionary(v, name string, member func(p *parser, label string) error) error {
+	p := parser{s: v}
+	n := 0
 	for {
 		p.skipOWS()
 		if p.done() {
@@ -82,32 +87,27 @@ func ParseSignature(v string) (map[string][]byte, error) {
 		}
 		label, err := p.key()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if !p.consume('=') {
-			return nil, fmt.Errorf("%w: member %q has no value", ErrSyntax, label)
+			return fmt.Errorf("%w: %s member %q has no value", ErrSyntax, name, label)
 		}
-		b, err := p.byteSeq()
-		if err != nil {
-			return nil, err
+		if err := member(&p, label); err != nil {
+			return err
 		}
-		// Parameters on a signature value are allowed by RFC 8941; skip them.
-		if _, err := p.params(); err != nil {
-			return nil, err
-		}
-		out[label] = b
+		n++
 		p.skipOWS()
 		if p.done() {
 			break
 		}
 		if !p.consume(',') {
-			return nil, fmt.Errorf("%w: expected ',' at offset %d", ErrSyntax, p.i)
+			return fmt.Errorf("%w: expected ',' at offset %d", ErrSyntax, p.i)
 		}
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("%w: empty Signature", ErrSyntax)
+	if n == 0 {
+		return fmt.Errorf("%w: empty %s", ErrSyntax, name)
 	}
-	return out, nil
+	return nil
 }
 
 // FormatMember serializes components and parameters the way Upvest's signer
