@@ -83,6 +83,9 @@ func TestStartEmbeddedServesJetStream(t *testing.T) {
 		if _, err := js.AccountInfo(ctx); err != nil {
 			t.Errorf("%s: AccountInfo: %v, want JetStream enabled", name, err)
 		}
+		if got := nc.MaxPayload(); got != broker.MaxPayload {
+			t.Errorf("%s: MaxPayload() = %d, want %d (Upvest sends oversized events alone)", name, got, broker.MaxPayload)
+		}
 		nc.Close()
 	}
 

@@ -15,6 +15,13 @@ import (
 // port, so local tools (the nats CLI, downstream services) find it.
 const DefaultPort = 4222
 
+// MaxPayload is the embedded server's largest message: 16 MiB, as large as
+// the relay's default body limit, because Upvest sends an event larger than
+// a package's size limit on its own and NATS' default of 1 MiB would refuse
+// it (and a refused event can only be answered with a non-2xx, which blocks
+// the webhook until it is stored).
+const MaxPayload = 16 << 20
+
 // ErrNotReady is returned by StartEmbedded when the server did not become
 // ready for connections in time.
 var ErrNotReady = errors.New("broker: embedded server not ready")
@@ -93,6 +100,7 @@ func StartEmbedded(dataDir string, log zerolog.Logger, opts ...EmbeddedOption) (
 		JetStream:  true,
 		StoreDir:   dataDir,
 		NoSigs:     true,
+		MaxPayload: MaxPayload,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("broker: embedded server: %w", err)

@@ -205,6 +205,10 @@ func (a *app) connect(ctx context.Context) error {
 		return err
 	}
 	a.nc = nc
+	if max := nc.MaxPayload(); max < a.cfg.MaxBodyBytes {
+		a.log.Warn().Int64("nats_max_payload", max).Int64("max_body_bytes", a.cfg.MaxBodyBytes).
+			Msg("NATS max_payload is below RELAY_MAX_BODY_BYTES: a larger single event cannot be stored and its package is answered 503 until max_payload is raised")
+	}
 	if a.js, err = broker.NewJetStream(nc, ackWait); err != nil {
 		a.closeNATS()
 		return err

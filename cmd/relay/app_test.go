@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,6 +140,18 @@ func TestServeWithOnlyAKeysFile(t *testing.T) {
 	}
 	if got := streamMsgs(t, a.js, "UPVEST"); got != uint64(len(events)) {
 		t.Errorf("stream holds %d messages, want %d", got, len(events))
+	}
+
+	// Upvest sends an event larger than max_package_size alone; it must be
+	// stored, not refused forever.
+	big := gen.Of("REPORT")
+	big.Object = map[string]string{"id": "big-report", "content": strings.Repeat("x", 3<<20)}
+	body = packageBody(t, []upvesttest.Event{big}, "4b1d0c1e-0000-4000-8000-000000000001")
+	if got := post(true); got != http.StatusOK {
+		t.Fatalf("package with a 3 MiB event: %d, want 200", got)
+	}
+	if got := streamMsgs(t, a.js, "UPVEST"); got != uint64(len(events))+1 {
+		t.Errorf("stream holds %d messages, want %d", got, len(events)+1)
 	}
 	if err := stop(); err != nil {
 		t.Errorf("runApp after stop: %v", err)
