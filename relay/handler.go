@@ -301,15 +301,38 @@ func (h *Handler) publish(ctx context.Context, msgs []pending, out *outcome) err
 	defer timer.Stop()
 	acked := 0
 wait:
-	for i, f := range futures {
+	for i := 0; i < len(futures); {
 		select {
-		case ack := <-f.Ok():
+		case ack := <-futures[i].Ok():
 			acked++
 			h.count(msgs[i], ack, out)
-		case err := <-f.Err():
-			if failed == nil {
-				failed = fmt.Errorf("publish to %s: %w", msgs[i].msg.Subject, err)
+			i++
+		case err := <-futures[i].Err():
+			if !inProcess(err) {
+				if failed == nil {
+					failed = fmt.Errorf("publish to %s: %w", msgs[i].msg.Subject, err)
+				}
+				i++
+				continue
 			}
+			// Another replica (or an attempt of ours) is storing the same
+			// event id right now. Asking again shortly gets the duplicate
+			// PubAck that says it is stored, instead of a needless 503.
+			select {
+			case <-time.After(inProcessRetry):
+			case <-timer.C:
+				failed = fmt.Errorf("%d of %d PubAcks missing after %s", len(msgs)-acked, len(msgs), h.ackTimeout)
+				break wait
+			case <-ctx.Done():
+				failed = fmt.Errorf("%d of %d PubAcks missing: %w", len(msgs)-acked, len(msgs), ctx.Err())
+				break wait
+			}
+			f, err := h.pub.PublishMsgAsync(msgs[i].msg)
+			if err != nil {
+				failed = fmt.Errorf("publish to %s: %w", msgs[i].msg.Subject, err)
+				break wait
+			}
+			futures[i] = f
 		case <-timer.C:
 			failed = fmt.Errorf("%d of %d PubAcks missing after %s", len(msgs)-acked, len(msgs), h.ackTimeout)
 			break wait
@@ -322,6 +345,19 @@ wait:
 		return fmt.Errorf("%w: %w", ErrUnavailable, failed)
 	}
 	return nil
+}
+
+// inProcessRetry is the pause before asking again about an event id that
+// JetStream reports as being stored by a concurrent publish.
+const inProcessRetry = 20 * time.Millisecond
+
+// jsErrDuplicateInProcess is JetStream's "duplicate message id is in
+// process" (a clustered stream is still committing the same Nats-Msg-Id).
+const jsErrDuplicateInProcess jetstream.ErrorCode = 10158
+
+func inProcess(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrDuplicateInProcess
 }
 
 // count books one PubAck.

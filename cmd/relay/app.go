@@ -37,6 +37,10 @@ const (
 	shutdownGrace = 30 * time.Second
 	// leaseTTL is the control-loop lease TTL (the contract allows ≤ 15 s).
 	leaseTTL = 10 * time.Second
+	// startupTimeout bounds the JetStream set-up at start (stream, lease
+	// bucket), retries included; jsCallTimeout bounds each attempt.
+	startupTimeout = time.Minute
+	jsCallTimeout  = 5 * time.Second
 	// urlFile, under RELAY_DATA_DIR, records the embedded server's client
 	// URL so that relay replay finds a running relay.
 	urlFile = "nats.url"
@@ -73,12 +77,15 @@ func runApp(ctx context.Context, cfg config.Config, log zerolog.Logger, started 
 	}
 	defer a.closeNATS()
 
-	if _, err := broker.EnsureStream(ctx, a.js, broker.StreamOptions{
-		Name:       cfg.Stream,
-		Prefix:     cfg.SubjectPrefix,
-		MaxAge:     cfg.StreamMaxAge,
-		Replicas:   cfg.StreamReplicas,
-		Duplicates: cfg.DuplicateWindow,
+	if err := retryStartup(ctx, log, "stream", func(ctx context.Context) error {
+		_, err := broker.EnsureStream(ctx, a.js, broker.StreamOptions{
+			Name:       cfg.Stream,
+			Prefix:     cfg.SubjectPrefix,
+			MaxAge:     cfg.StreamMaxAge,
+			Replicas:   cfg.StreamReplicas,
+			Duplicates: cfg.DuplicateWindow,
+		})
+		return err
 	}); err != nil {
 		return err
 	}
@@ -274,8 +281,11 @@ func (a *app) newKeeper(ctx context.Context, client *upvest.Client) (*keeper.Kee
 	if client == nil {
 		return nil, usageError{errors.New("config: RELAY_UPVEST_CLIENT_ID: required when RELAY_WEBHOOK_URL is set")}
 	}
-	kv, err := keeper.LeaseBucket(ctx, a.js, a.cfg.Stream+"_keeper", leaseTTL, a.cfg.StreamReplicas)
-	if err != nil {
+	var kv jetstream.KeyValue
+	if err := retryStartup(ctx, a.log, "lease bucket", func(ctx context.Context) (err error) {
+		kv, err = keeper.LeaseBucket(ctx, a.js, a.cfg.Stream+"_keeper", leaseTTL, a.cfg.StreamReplicas)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256([]byte(a.cfg.WebhookURL))
@@ -292,6 +302,38 @@ func (a *app) newKeeper(ctx context.Context, client *upvest.Client) (*keeper.Kee
 		keeper.WithLogger(a.log.With().Str("component", "keeper").Logger()),
 		keeper.WithRegisterer(a.registry),
 	), nil
+}
+
+// retryStartup runs one idempotent JetStream set-up call, each attempt
+// bounded by jsCallTimeout, until it succeeds, fails for good, or
+// startupTimeout passes. Timeouts and missing responders are retried with a
+// growing pause: a cluster may still be electing leaders, and replicas
+// starting together race to create the same stream (nats-server leaves
+// both requests unanswered until they time out).
+func retryStartup(ctx context.Context, log zerolog.Logger, what string, call func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, startupTimeout)
+	defer cancel()
+	wait := 100 * time.Millisecond
+	for {
+		actx, acancel := context.WithTimeout(ctx, jsCallTimeout)
+		err := call(actx)
+		acancel()
+		if err == nil || !transientJS(err) || ctx.Err() != nil {
+			return err
+		}
+		log.Warn().Err(err).Str("step", what).Dur("retry_in", wait).Msg("JetStream did not answer; retrying")
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+func transientJS(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // holderID names this process uniquely among replicas: host name plus a

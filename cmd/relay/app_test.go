@@ -28,6 +28,14 @@ import (
 // error.
 func startApp(t *testing.T, cfg config.Config) (*app, func() error) {
 	t.Helper()
+	return launchApp(t, cfg)()
+}
+
+// launchApp starts runApp in the background at once and returns a function
+// that waits (in the test goroutine) until it listens, so that several apps
+// can be started at the same moment.
+func launchApp(t *testing.T, cfg config.Config) (wait func() (*app, func() error)) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan *app, 1)
 	done := make(chan error, 1)
@@ -43,17 +51,20 @@ func startApp(t *testing.T, cfg config.Config) (*app, func() error) {
 		return result
 	}
 	t.Cleanup(func() { _ = stop() })
-	select {
-	case a := <-started:
-		return a, stop
-	case err := <-done:
-		stopped = true
-		cancel()
-		t.Fatalf("runApp ended before starting: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("runApp did not start within 30s")
+	return func() (*app, func() error) {
+		t.Helper()
+		select {
+		case a := <-started:
+			return a, stop
+		case err := <-done:
+			stopped = true
+			cancel()
+			t.Fatalf("runApp ended before starting: %v", err)
+		case <-time.After(90 * time.Second):
+			t.Fatal("runApp did not start within 90s")
+		}
+		return nil, nil
 	}
-	return nil, nil
 }
 
 func testConfig(t *testing.T, env ...string) config.Config {
