@@ -321,3 +321,41 @@ func TestDownKeepsStreamAcrossRestart(t *testing.T) {
 		t.Errorf("messages after restart = %d, want 1", got)
 	}
 }
+
+func TestStreamExistsRidesOutAShortOutageButNotADeletion(t *testing.T) {
+	srv, _, js := brokertest.New(t)
+	ctx := context.Background()
+	opts := broker.StreamOptions{Name: "UPVEST", Prefix: "upvest", MaxAge: time.Hour, Replicas: 1, Duplicates: time.Minute}
+	if _, err := broker.EnsureStream(ctx, js, opts); err != nil {
+		t.Fatal(err)
+	}
+	check := broker.StreamExists(js, "UPVEST")
+	if err := check(ctx); err != nil {
+		t.Fatalf("check with the stream present: %v", err)
+	}
+
+	// The server does not answer (a leader change, a restart): the stream
+	// was seen moments ago, so the check keeps passing within StreamGrace.
+	up := brokertest.Down(t, srv)
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	err := check(cctx)
+	cancel()
+	if err != nil {
+		t.Errorf("check while the server is briefly away: %v, want nil within the grace", err)
+	}
+	up()
+
+	// A deleted stream fails the check at once, and keeps failing.
+	brokertest.Eventually(t, 5*time.Second, "stream reachable again", func() bool { return check(ctx) == nil })
+	if err := js.DeleteStream(ctx, "UPVEST"); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(ctx); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("check after deletion: %v, want ErrStreamNotFound", err)
+	}
+	// A check that never saw the stream has no grace.
+	fresh := broker.StreamExists(js, "OTHER")
+	if err := fresh(ctx); err == nil {
+		t.Errorf("check of a stream never seen = nil, want an error")
+	}
+}

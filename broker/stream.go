@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -83,15 +84,36 @@ func (o StreamOptions) validate() error {
 }
 
 // StreamExists returns a readiness check that passes while the stream
-// name exists on the server.
+// name exists on the server. A server that answers "stream not found" fails
+// it at once; one that does not answer in time (a clustered stream electing
+// a new leader takes a few seconds) fails it only when the stream has not
+// been seen for StreamGrace, so that every replica is not taken out of
+// service together during a routine leader change.
 func StreamExists(js StreamManager, name string) func(context.Context) error {
+	var (
+		mu       sync.Mutex
+		lastSeen time.Time
+	)
 	return func(ctx context.Context) error {
-		if _, err := js.Stream(ctx, name); err != nil {
-			return fmt.Errorf("broker: stream %s: %w", name, err)
+		_, err := js.Stream(ctx, name)
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err == nil:
+			lastSeen = time.Now()
+			return nil
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			lastSeen = time.Time{}
+		case !lastSeen.IsZero() && time.Since(lastSeen) < StreamGrace:
+			return nil
 		}
-		return nil
+		return fmt.Errorf("broker: stream %s: %w", name, err)
 	}
 }
+
+// StreamGrace is how long StreamExists keeps passing while the server does
+// not answer, after it last saw the stream.
+const StreamGrace = 15 * time.Second
 
 // NewJetStream returns a JetStream context on nc whose asynchronous
 // publishes fail with jetstream.ErrAsyncPublishTimeout after ackTimeout,
