@@ -88,7 +88,7 @@ func runReplay(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 		return err
 	})
 	if err == nil && o.republish != "" {
-		err = nc.FlushWithContext(ctx)
+		err = nc.FlushTimeout(10 * time.Second)
 	}
 	ev := log.Info()
 	if err != nil {
@@ -119,7 +119,13 @@ func replay(ctx context.Context, js jetstream.JetStream, stream string, o replay
 	if info.State.Msgs == 0 {
 		return 0, 0, nil
 	}
-	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{o.subject}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	// An ordered consumer is ephemeral; it is deleted when replay ends and,
+	// should replay die first, removed by the server after a short idle time.
+	cc := jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{o.subject},
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: 10 * time.Second,
+	}
 	if !o.since.IsZero() {
 		cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &o.since
 	}
@@ -127,6 +133,11 @@ func replay(ctx context.Context, js jetstream.JetStream, stream string, o replay
 	if err != nil {
 		return 0, 0, fmt.Errorf("consumer: %w", err)
 	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = s.DeleteConsumer(dctx, c.CachedInfo().Name)
+	}()
 	ci, err := c.Info(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("consumer: %w", err)
@@ -134,8 +145,15 @@ func replay(ctx context.Context, js jetstream.JetStream, stream string, o replay
 	if ci.NumPending == 0 {
 		return 0, 0, nil
 	}
+	noResponders := 0
 	for {
 		batch, err := c.Fetch(256, jetstream.FetchMaxWait(2*time.Second))
+		if errors.Is(err, nats.ErrNoResponders) && noResponders < 10 {
+			// A replicated stream's fresh consumer may not be placed yet.
+			noResponders++
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
 		if err != nil {
 			return n, skipped, fmt.Errorf("fetch: %w", err)
 		}

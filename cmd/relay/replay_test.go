@@ -1,0 +1,239 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/upvest-relay/upvest-relay/upvest/upvesttest"
+)
+
+// replayFixture is a relay on an embedded JetStream holding a few known
+// events, posted as Upvest would.
+type replayFixture struct {
+	env    []string
+	a      *app
+	stop   func() error
+	events map[string]json.RawMessage // ce-id -> data
+	orders int                        // how many are ORDER.*
+	after  time.Time                  // a moment after every event was stored
+}
+
+func newReplayFixture(t *testing.T) *replayFixture {
+	t.Helper()
+	emu, err := upvesttest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emu.Close)
+	jwks, err := emu.JWKS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := filepath.Join(t.TempDir(), "keys.json")
+	if err := os.WriteFile(keys, jwks, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		"RELAY_VERIFY_KEYS_FILE=" + keys,
+		"RELAY_DATA_DIR=" + t.TempDir(),
+		"RELAY_LISTEN_ADDR=127.0.0.1:0",
+		"RELAY_ADMIN_ADDR=127.0.0.1:0",
+		"RELAY_LOG_LEVEL=warn",
+	}
+	cfg := testConfig(t, env...)
+	cfg.DataDir = valueOf(env, "RELAY_DATA_DIR")
+	a, stop := startApp(t, cfg)
+
+	f := &replayFixture{env: env, a: a, stop: stop, events: map[string]json.RawMessage{}}
+	gen := upvesttest.NewGenerator(3)
+	events := append(gen.Batch(6), gen.OrderFlow()...)
+	body := packageBody(t, events, "4b1d0c1e-0000-4000-8000-000000000002")
+	req, _ := http.NewRequest(http.MethodPost, "http://"+a.IngressAddr()+"/webhooks/upvest", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if err := emu.SignDelivery(req, body); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("post: %d", resp.StatusCode)
+	}
+	var pkg struct{ Payload []json.RawMessage }
+	if err := json.Unmarshal(body, &pkg); err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range events {
+		f.events[e.ID] = pkg.Payload[i]
+		if strings.HasPrefix(e.Type, "ORDER.") {
+			f.orders++
+		}
+	}
+	time.Sleep(10 * time.Millisecond) // storage times have a resolution; step past them
+	f.after = time.Now()
+	return f
+}
+
+func valueOf(env []string, name string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// replayLines runs `relay replay args...` and returns its stdout lines.
+func (f *replayFixture) replayLines(t *testing.T, args ...string) []string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), append([]string{"replay"}, args...), f.env, &stdout, &stderr); code != 0 {
+		t.Fatalf("relay replay %v: exit %d: %s", args, code, stderr.String())
+	}
+	var lines []string
+	sc := bufio.NewScanner(&stdout)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines
+}
+
+func TestReplayPrintsStructuredCloudEvents(t *testing.T) {
+	f := newReplayFixture(t)
+	lines := f.replayLines(t)
+	if len(lines) != len(f.events) {
+		t.Fatalf("replay printed %d lines, want %d", len(lines), len(f.events))
+	}
+	seen := map[string]bool{}
+	for _, l := range lines {
+		var ev struct {
+			SpecVersion string          `json:"specversion"`
+			ID          string          `json:"id"`
+			Type        string          `json:"type"`
+			Source      string          `json:"source"`
+			Data        json.RawMessage `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("line is not JSON: %v: %s", err, l)
+		}
+		want, ok := f.events[ev.ID]
+		if !ok || ev.SpecVersion != "1.0" || !strings.HasPrefix(ev.Type, "co.upvest.") || ev.Source == "" {
+			t.Errorf("unexpected event: %s", l)
+			continue
+		}
+		if !jsonEqual(t, ev.Data, want) {
+			t.Errorf("event %s data = %s, want %s", ev.ID, ev.Data, want)
+		}
+		seen[ev.ID] = true
+	}
+	if len(seen) != len(f.events) {
+		t.Errorf("replay printed %d distinct events, want %d", len(seen), len(f.events))
+	}
+}
+
+func TestReplayWindowsAndFilters(t *testing.T) {
+	f := newReplayFixture(t)
+	later := f.after.Format(time.RFC3339Nano)
+	long := "2000-01-01T00:00:00Z"
+	tests := []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"everything", nil, len(f.events)},
+		{"since a duration", []string{"--since", "1h"}, len(f.events)},
+		{"since a time", []string{"--since", long}, len(f.events)},
+		{"subject filter", []string{"--subject", "upvest.order.>"}, f.orders},
+		{"empty window after the events", []string{"--since", later}, 0},
+		{"until before the events", []string{"--since", long, "--until", "2001-01-01T00:00:00Z"}, 0},
+		{"until after the events", []string{"--until", later}, len(f.events)},
+		{"subject without events", []string{"--subject", "upvest.nothing.here"}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := len(f.replayLines(t, tt.args...)); got != tt.want {
+				t.Errorf("replay %v printed %d events, want %d", tt.args, got, tt.want)
+			}
+		})
+	}
+	// Replay leaves no consumer behind and never changes the stream.
+	s, err := f.a.js.Stream(context.Background(), "UPVEST")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Consumers != 0 || info.State.Msgs != uint64(len(f.events)) {
+		t.Errorf("after replays: %d consumers, %d messages; want 0 and %d", info.State.Consumers, info.State.Msgs, len(f.events))
+	}
+}
+
+func TestReplayRepublishes(t *testing.T) {
+	f := newReplayFixture(t)
+	sub, err := f.a.nc.SubscribeSync("copy.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.a.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if lines := f.replayLines(t, "--republish", "copy"); len(lines) != 0 {
+		t.Errorf("--republish printed %d lines on stdout, want none", len(lines))
+	}
+	for range len(f.events) {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("republished message: %v", err)
+		}
+		id := m.Header.Get("ce-id")
+		if !strings.HasPrefix(m.Subject, "copy.upvest.") || m.Header.Get(nats.MsgIdHdr) != id {
+			t.Errorf("republished %s with headers %v", m.Subject, m.Header)
+		}
+		if !bytes.Equal(m.Data, f.events[id]) {
+			t.Errorf("republished data of %s = %s, want the original bytes", id, m.Data)
+		}
+	}
+	if info, _ := f.a.js.Stream(context.Background(), "UPVEST"); info != nil {
+		if st, _ := info.Info(context.Background()); st.State.Msgs != uint64(len(f.events)) {
+			t.Errorf("source stream holds %d messages after republish, want %d", st.State.Msgs, len(f.events))
+		}
+	}
+}
+
+// TestReplayWithTheRelayStopped reads the data dir with an embedded server
+// started just for the replay.
+func TestReplayWithTheRelayStopped(t *testing.T) {
+	f := newReplayFixture(t)
+	if err := f.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(f.replayLines(t, "--since", "1h")); got != len(f.events) {
+		t.Errorf("replay of a stopped relay's data printed %d events, want %d", got, len(f.events))
+	}
+}
+
+func jsonEqual(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	ja, _ := json.Marshal(x)
+	jb, _ := json.Marshal(y)
+	return bytes.Equal(ja, jb)
+}
