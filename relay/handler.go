@@ -300,33 +300,36 @@ func (h *Handler) publish(ctx context.Context, msgs []pending, out *outcome) err
 	timer := time.NewTimer(h.ackTimeout)
 	defer timer.Stop()
 	acked := 0
+	// retry fires when the message at i, which JetStream reported as "in
+	// process" (another replica, or an attempt of ours, is storing the same
+	// event id right now), is to be published again: the answer will be the
+	// duplicate PubAck that says it is stored, instead of a needless 503.
+	var retry <-chan time.Time
 wait:
 	for i := 0; i < len(futures); {
+		var (
+			okc  <-chan *jetstream.PubAck
+			errc <-chan error
+		)
+		if retry == nil {
+			okc, errc = futures[i].Ok(), futures[i].Err()
+		}
 		select {
-		case ack := <-futures[i].Ok():
+		case ack := <-okc:
 			acked++
 			h.count(msgs[i], ack, out)
 			i++
-		case err := <-futures[i].Err():
-			if !inProcess(err) {
-				if failed == nil {
-					failed = fmt.Errorf("publish to %s: %w", msgs[i].msg.Subject, err)
-				}
-				i++
+		case err := <-errc:
+			if inProcess(err) {
+				retry = time.After(inProcessRetry)
 				continue
 			}
-			// Another replica (or an attempt of ours) is storing the same
-			// event id right now. Asking again shortly gets the duplicate
-			// PubAck that says it is stored, instead of a needless 503.
-			select {
-			case <-time.After(inProcessRetry):
-			case <-timer.C:
-				failed = fmt.Errorf("%d of %d PubAcks missing after %s", len(msgs)-acked, len(msgs), h.ackTimeout)
-				break wait
-			case <-ctx.Done():
-				failed = fmt.Errorf("%d of %d PubAcks missing: %w", len(msgs)-acked, len(msgs), ctx.Err())
-				break wait
+			if failed == nil {
+				failed = fmt.Errorf("publish to %s: %w", msgs[i].msg.Subject, err)
 			}
+			i++
+		case <-retry:
+			retry = nil
 			f, err := h.pub.PublishMsgAsync(msgs[i].msg)
 			if err != nil {
 				failed = fmt.Errorf("publish to %s: %w", msgs[i].msg.Subject, err)
