@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -124,29 +125,18 @@ func TestServeWithOnlyAKeysFile(t *testing.T) {
 	gen := upvesttest.NewGenerator(1)
 	events := gen.Batch(5)
 	body := packageBody(t, events, "4b1d0c1e-0000-4000-8000-000000000001")
-	url := "http://" + a.IngressAddr() + "/webhooks/upvest"
-	post := func(sign bool) int {
-		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		if sign {
-			if err := emu.SignDelivery(req, body); err != nil {
-				t.Fatal(err)
-			}
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+	resp, err := http.Post("http://"+a.IngressAddr()+"/webhooks/upvest", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if got := post(false); got != http.StatusUnauthorized {
-		t.Errorf("unsigned package: %d, want 401", got)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("unsigned package: %d, want 401", resp.StatusCode)
 	}
-	if got := post(true); got != http.StatusOK {
+	if got := post(t, emu, body, a); got != http.StatusOK {
 		t.Fatalf("signed package: %d, want 200", got)
 	}
-	if got := post(true); got != http.StatusOK {
+	if got := post(t, emu, body, a); got != http.StatusOK {
 		t.Fatalf("retried package: %d, want 200", got)
 	}
 	if got := streamMsgs(t, a.js, "UPVEST"); got != uint64(len(events)) {
@@ -158,7 +148,7 @@ func TestServeWithOnlyAKeysFile(t *testing.T) {
 	big := gen.Of("REPORT")
 	big.Object = map[string]string{"id": "big-report", "content": strings.Repeat("x", 3<<20)}
 	body = packageBody(t, []upvesttest.Event{big}, "4b1d0c1e-0000-4000-8000-000000000001")
-	if got := post(true); got != http.StatusOK {
+	if got := post(t, emu, body, a); got != http.StatusOK {
 		t.Fatalf("package with a 3 MiB event: %d, want 200", got)
 	}
 	if got := streamMsgs(t, a.js, "UPVEST"); got != uint64(len(events))+1 {
@@ -182,18 +172,7 @@ func TestDeliveryThroughRelayExactlyOnceAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer emu.Close()
-	tenant, err := emu.NewTenant()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "tenant.pem")
-	pem, err := tenant.KeyPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tenant, keyFile := newTenant(t, emu)
 	port := freePort(t)
 	hook := fmt.Sprintf("http://127.0.0.1:%d/webhooks/upvest", port)
 	cfg := testConfig(t,
@@ -254,6 +233,25 @@ func TestDeliveryThroughRelayExactlyOnceAcrossRestart(t *testing.T) {
 			t.Errorf("event %s stored %d times", id, n)
 		}
 	}
+}
+
+// newTenant creates a tenant at the emulator and writes its signing key
+// where RELAY_UPVEST_SIGNING_KEY_FILE can name it.
+func newTenant(t *testing.T, emu *upvesttest.Server) (upvesttest.Tenant, string) {
+	t.Helper()
+	tenant, err := emu.NewTenant()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := tenant.KeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "tenant.pem")
+	if err := os.WriteFile(keyFile, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return tenant, keyFile
 }
 
 func publish(t *testing.T, emu *upvesttest.Server, clientID string, gen *upvesttest.Generator, n int) {
@@ -336,4 +334,41 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// post posts body to a's ingress, signed as Upvest signs deliveries, and
+// returns the status (0 when the request failed).
+func post(t *testing.T, emu *upvesttest.Server, body []byte, a *app) int {
+	t.Helper()
+	return postConcurrently(t, emu, body, a)[0]
+}
+
+// postConcurrently posts body, signed as Upvest signs it, to every app at
+// once and returns their statuses in order (0 when the request failed).
+func postConcurrently(t *testing.T, emu *upvesttest.Server, body []byte, apps ...*app) []int {
+	t.Helper()
+	client := &http.Client{Timeout: 30 * time.Second}
+	got := make([]int, len(apps))
+	var wg sync.WaitGroup
+	for i, a := range apps {
+		req, err := http.NewRequest(http.MethodPost, "http://"+a.IngressAddr()+"/webhooks/upvest", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if err := emu.SignDelivery(req, body); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Errorf("post to %s: %v", a.IngressAddr(), err)
+				return
+			}
+			resp.Body.Close()
+			got[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	return got
 }

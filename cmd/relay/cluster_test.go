@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -10,8 +9,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -42,18 +39,7 @@ func TestReplicasOnACluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer emu.Close()
-	tenant, err := emu.NewTenant()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "tenant.pem")
-	pem, err := tenant.KeyPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tenant, keyFile := newTenant(t, emu)
 
 	lb := &balancer{}
 	front := httptest.NewServer(lb)
@@ -257,43 +243,6 @@ func (b *balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ErrorLog: log.New(io.Discard, "", 0),
 	}
 	proxy.ServeHTTP(w, r)
-}
-
-// post posts body to a's ingress, signed as Upvest signs deliveries, and
-// returns the status (0 when the request failed).
-func post(t *testing.T, emu *upvesttest.Server, body []byte, a *app) int {
-	t.Helper()
-	return postConcurrently(t, emu, body, a)[0]
-}
-
-// postConcurrently posts body, signed as Upvest signs it, to every app at
-// once and returns their statuses in order (0 when the request failed).
-func postConcurrently(t *testing.T, emu *upvesttest.Server, body []byte, apps ...*app) []int {
-	t.Helper()
-	client := &http.Client{Timeout: 30 * time.Second}
-	got := make([]int, len(apps))
-	var wg sync.WaitGroup
-	for i, a := range apps {
-		req, err := http.NewRequest(http.MethodPost, "http://"+a.IngressAddr()+"/webhooks/upvest", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if err := emu.SignDelivery(req, body); err != nil {
-			t.Fatal(err)
-		}
-		wg.Go(func() {
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Errorf("post to %s: %v", a.IngressAddr(), err)
-				return
-			}
-			resp.Body.Close()
-			got[i] = resp.StatusCode
-		})
-	}
-	wg.Wait()
-	return got
 }
 
 // deliver publishes n events upstream and waits until the emulator has

@@ -58,18 +58,8 @@ func newReplayFixture(t *testing.T) *replayFixture {
 	gen := upvesttest.NewGenerator(3)
 	events := append(gen.Batch(6), gen.OrderFlow()...)
 	body := packageBody(t, events, "4b1d0c1e-0000-4000-8000-000000000002")
-	req, _ := http.NewRequest(http.MethodPost, "http://"+a.IngressAddr()+"/webhooks/upvest", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	if err := emu.SignDelivery(req, body); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("post: %d", resp.StatusCode)
+	if got := post(t, emu, body, a); got != http.StatusOK {
+		t.Fatalf("post: %d, want 200", got)
 	}
 	var pkg struct{ Payload []json.RawMessage }
 	if err := json.Unmarshal(body, &pkg); err != nil {
