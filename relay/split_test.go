@@ -209,7 +209,7 @@ func checkMsgHeaders(t *testing.T, h map[string][]string) {
 // BenchmarkSplitAndHeaders measures turning a 100-event package into its
 // messages, without publishing.
 func BenchmarkSplitAndHeaders(b *testing.B) {
-	body := benchPackage(100, 0)
+	body := BenchPackage(100, 0)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -227,8 +227,9 @@ func BenchmarkSplitAndHeaders(b *testing.B) {
 	}
 }
 
-// benchPackage is a package of n realistic events with ids unique to run.
-func benchPackage(n, run int) []byte {
+// BenchPackage is a package of n realistic events with ids unique to run.
+// It is exported (in a test file) for the external benchmarks.
+func BenchPackage(n, run int) []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"payload":[`)
 	for i := range n {
