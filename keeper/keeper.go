@@ -23,6 +23,12 @@ type SubscriptionAPI interface {
 	UpdateWebhook(ctx context.Context, id string, u upvest.WebhookUpdate) (upvest.Webhook, error)
 }
 
+// Tester is the optional part of the Upvest client that asks Upvest for a
+// test delivery (POST /webhooks/{id}/test).
+type Tester interface {
+	TestWebhook(ctx context.Context, id string) error
+}
+
 // Elector decides whether this replica may reconcile. *Lease implements it.
 type Elector interface {
 	Try(ctx context.Context) (bool, error)
@@ -46,6 +52,10 @@ type State struct {
 	InSync        bool      `json:"in_sync"`
 	LastReconcile time.Time `json:"last_reconcile,omitzero"`
 	LastError     string    `json:"last_error,omitempty"`
+	// TestDelivery is "", "pending", "arrived" or "missing": after this
+	// replica registered or re-enabled the subscription it asked Upvest for
+	// a test delivery (WithTestDelivery) and waits to see it arrive.
+	TestDelivery string `json:"test_delivery,omitempty"`
 }
 
 // Keeper runs the control loop. Create it with New and run it with Run.
@@ -58,9 +68,12 @@ type Keeper struct {
 	minWait  time.Duration
 	log      zerolog.Logger
 	metrics  *metrics
+	testWait time.Duration // 0: no test deliveries
 
-	mu    sync.Mutex
-	state State
+	mu       sync.Mutex
+	state    State
+	testDue  time.Time // when a pending test delivery counts as missing
+	testSent bool      // a test was requested and not yet resolved
 }
 
 // Option tunes a Keeper.
@@ -89,6 +102,13 @@ func WithLogger(l zerolog.Logger) Option { return func(k *Keeper) { k.log = l } 
 func WithRegisterer(r prometheus.Registerer) Option {
 	return func(k *Keeper) { k.metrics = newMetrics(r) }
 }
+
+// WithTestDelivery makes the keeper ask Upvest for a test delivery after
+// it created or re-enabled the subscription (when api implements Tester),
+// and report whether TestArrived was called within wait: "arrived", or a
+// warning that deliveries do not reach the relay (a wrong public URL or
+// route). Only the leader asks; any replica's ingress may see the test.
+func WithTestDelivery(wait time.Duration) Option { return func(k *Keeper) { k.testWait = wait } }
 
 // New returns a keeper that maintains want through api.
 func New(api SubscriptionAPI, want Desired, opts ...Option) *Keeper {
@@ -160,10 +180,16 @@ func (k *Keeper) Run(ctx context.Context) error {
 				next = time.Now().Add(jitterDown(k.interval))
 			}
 		}
+		k.checkTestDelivery()
 		wait := k.renew
 		if leader {
 			wait = min(wait, time.Until(next))
 		}
+		k.mu.Lock()
+		if k.testSent {
+			wait = min(wait, time.Until(k.testDue))
+		}
+		k.mu.Unlock()
 		t := time.NewTimer(max(wait, 0))
 		select {
 		case <-ctx.Done():
@@ -262,16 +288,66 @@ func (k *Keeper) Reconcile(ctx context.Context) (err error) {
 	if len(fields) == 0 {
 		return nil
 	}
-	hook, err = k.api.UpdateWebhook(ctx, hook.ID, upd)
+	id := hook.ID
+	hook, err = k.api.UpdateWebhook(ctx, id, upd)
 	if err != nil {
-		return fmt.Errorf("keeper: update webhook %s (%s): %w", hook.ID, strings.Join(fields, ", "), err)
+		return fmt.Errorf("keeper: update webhook %s (%s): %w", id, strings.Join(fields, ", "), err)
 	}
 	for _, f := range fields {
 		k.metrics.actions.WithLabelValues(f).Inc()
 	}
 	k.log.Info().Str("webhook_id", hook.ID).Strs("fields", fields).Msg("subscription updated")
 	k.setHook(hook)
+	if slices.Contains(fields, "enable") {
+		k.requestTestDelivery(ctx, hook.ID)
+	}
 	return nil
+}
+
+// requestTestDelivery asks Upvest to send a test package to the
+// subscription that was just created or re-enabled. Failing to ask is
+// logged, not an error: the subscription itself is in order.
+func (k *Keeper) requestTestDelivery(ctx context.Context, id string) {
+	t, ok := k.api.(Tester)
+	if !ok || k.testWait <= 0 {
+		return
+	}
+	if err := t.TestWebhook(ctx, id); err != nil {
+		k.log.Warn().Err(err).Str("webhook_id", id).Msg("could not request a test delivery")
+		return
+	}
+	k.mu.Lock()
+	k.state.TestDelivery, k.testSent, k.testDue = "pending", true, time.Now().Add(k.testWait)
+	k.mu.Unlock()
+	k.log.Info().Str("webhook_id", id).Dur("wait", k.testWait).Msg("test delivery requested")
+}
+
+// TestArrived records that a test delivery reached the relay (any
+// replica's ingress). cmd/relay calls it for every test event it sees on
+// NATS.
+func (k *Keeper) TestArrived() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.testSent {
+		return
+	}
+	k.testSent = false
+	k.state.TestDelivery = "arrived"
+	k.log.Info().Msg("test delivery arrived: Upvest reaches the relay")
+}
+
+// checkTestDelivery turns a pending test delivery that is overdue into a
+// warning, once.
+func (k *Keeper) checkTestDelivery() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.testSent || time.Now().Before(k.testDue) {
+		return
+	}
+	k.testSent = false
+	k.state.TestDelivery = "missing"
+	k.log.Warn().Str("webhook_id", k.state.WebhookID).Dur("waited", k.testWait).
+		Msg("test delivery did not arrive: check that RELAY_WEBHOOK_URL routes to this relay's ingress")
 }
 
 // diff returns the update that makes hook match the desired state and the

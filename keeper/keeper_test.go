@@ -3,7 +3,11 @@ package keeper_test
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -350,4 +354,55 @@ func run(t *testing.T, k *keeper.Keeper) func() {
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+func TestTestDeliveryAfterRegistering(t *testing.T) {
+	u := newUpstream(t)
+	var k *keeper.Keeper
+	// The webhook receiver stands in for the relay's ingress: it reports
+	// the WEBHOOK.TEST package it gets, as cmd/relay does from NATS.
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), `"WEBHOOK.TEST"`) {
+			k.TestArrived()
+		}
+	}))
+	defer receiver.Close()
+	reachable := want
+	reachable.URL = receiver.URL + "/webhooks/upvest"
+	k = keeper.New(u.client, reachable, keeper.WithTestDelivery(5*time.Second))
+	if got := k.State().TestDelivery; got != "" {
+		t.Fatalf("TestDelivery before registering = %q, want empty", got)
+	}
+	if err := k.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.emu.CallCount("POST", "/webhooks/{id}/test"); got != 1 {
+		t.Errorf("test deliveries requested: %d, want 1", got)
+	}
+	brokertest.Eventually(t, 5*time.Second, "test delivery reported as arrived", func() bool {
+		return k.State().TestDelivery == "arrived"
+	})
+	// A pass that changes nothing asks for no further test.
+	if err := k.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.emu.CallCount("POST", "/webhooks/{id}/test"); got != 1 {
+		t.Errorf("test deliveries requested after a quiet pass: %d, want 1", got)
+	}
+}
+
+func TestTestDeliveryMissingIsReported(t *testing.T) {
+	u := newUpstream(t)
+	// hookURL points at a closed port: the test package cannot arrive.
+	k := keeper.New(u.client, want, keeper.WithTestDelivery(200*time.Millisecond), keeper.WithInterval(time.Minute))
+	stop := run(t, k)
+	defer stop()
+	brokertest.Eventually(t, 5*time.Second, "test delivery reported missing", func() bool {
+		return k.State().TestDelivery == "missing"
+	})
+	k.TestArrived() // late news changes nothing
+	if got := k.State().TestDelivery; got != "missing" {
+		t.Errorf("TestDelivery after a late arrival = %q, want missing", got)
+	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/upvest-relay/upvest-relay/config"
 	"github.com/upvest-relay/upvest-relay/keeper"
 	"github.com/upvest-relay/upvest-relay/relay"
+	"github.com/upvest-relay/upvest-relay/subjects"
 	"github.com/upvest-relay/upvest-relay/upvest"
 	"github.com/upvest-relay/upvest-relay/verify"
 )
@@ -41,6 +42,10 @@ const (
 	// bucket), retries included; jsCallTimeout bounds each attempt.
 	startupTimeout = time.Minute
 	jsCallTimeout  = 5 * time.Second
+	// testEventType is the event Upvest's POST /webhooks/{id}/test sends;
+	// testDeliveryWait is how long the keeper waits to see it arrive.
+	testEventType    = "WEBHOOK.TEST"
+	testDeliveryWait = 30 * time.Second
 	// urlFile, under RELAY_DATA_DIR, records the embedded server's client
 	// URL so that relay replay finds a running relay.
 	urlFile = "nats.url"
@@ -138,6 +143,11 @@ func runApp(ctx context.Context, cfg config.Config, log zerolog.Logger, started 
 			return err
 		}
 		a.keeper = k
+		// Test deliveries the keeper asks for may reach any replica; each
+		// one sees them all on NATS.
+		if _, err := a.nc.Subscribe(subjects.For(cfg.SubjectPrefix, testEventType), func(*nats.Msg) { k.TestArrived() }); err != nil {
+			return err
+		}
 		admin.AddDetail("keeper", func() any { return k.State() })
 		g.Go(func() error { return k.Run(gctx) })
 	}
@@ -299,6 +309,7 @@ func (a *app) newKeeper(ctx context.Context, client *upvest.Client) (*keeper.Kee
 	},
 		keeper.WithElector(lease, leaseTTL/3),
 		keeper.WithInterval(a.cfg.ReconcileInterval),
+		keeper.WithTestDelivery(testDeliveryWait),
 		keeper.WithLogger(a.log.With().Str("component", "keeper").Logger()),
 		keeper.WithRegisterer(a.registry),
 	), nil

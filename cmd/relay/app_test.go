@@ -199,6 +199,10 @@ func TestDeliveryThroughRelayExactlyOnceAcrossRestart(t *testing.T) {
 		return false
 	})
 
+	brokertest.Eventually(t, 10*time.Second, "the keeper's test delivery arrived", func() bool {
+		return a.keeper.State().TestDelivery == "arrived"
+	})
+
 	gen := upvesttest.NewGenerator(7)
 	const first, second = 3000, 1000
 	publish(t, emu, tenant.ClientID, gen, first)
@@ -224,9 +228,11 @@ func TestDeliveryThroughRelayExactlyOnceAcrossRestart(t *testing.T) {
 	if got := emu.Webhooks(tenant.ClientID); len(got) != 1 {
 		t.Errorf("restart left %d subscriptions, want 1", len(got))
 	}
+	// Every published event, plus the test delivery the keeper asked for
+	// (a real, signed event like any other).
 	ids := streamIDs(t, a.js, "UPVEST")
-	if len(ids) != first+second {
-		t.Errorf("stream holds %d distinct events, want %d", len(ids), first+second)
+	if len(ids) != first+second+1 {
+		t.Errorf("stream holds %d distinct events, want %d", len(ids), first+second+1)
 	}
 	for id, n := range ids {
 		if n != 1 {

@@ -293,6 +293,9 @@ func checkStream(t *testing.T, js jetstream.JetStream, want map[string]bool) {
 		if err != nil {
 			t.Fatalf("stream message %d: %v", seq, err)
 		}
+		if m.Subject == "upvest.webhook.test" {
+			continue // the keeper's test deliveries, checked by the keeper's own tests
+		}
 		got[m.Header.Get("ce-id")]++
 	}
 	for id, n := range got {

@@ -197,7 +197,11 @@ func (v *liveView) subscription(a *app) string {
 		}
 		return "registering…"
 	case s.Enabled && s.InSync:
-		return "registered and enabled (" + s.WebhookID + "), kept in sync by the control loop"
+		msg := "registered and enabled (" + s.WebhookID + "), kept in sync by the control loop"
+		if s.TestDelivery != "" {
+			msg += "; test delivery " + s.TestDelivery
+		}
+		return msg
 	case s.Enabled:
 		return "enabled (" + s.WebhookID + ")"
 	default:
