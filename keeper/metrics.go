@@ -35,3 +35,11 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	}
 	return m
 }
+
+// RegisterIdle registers the keeper's metrics on r at zero, for a relay
+// whose control loop is off: dashboards and alerts then see
+// relay_keeper_leader and relay_subscription_enabled as 0 rather than
+// absent.
+func RegisterIdle(r prometheus.Registerer) {
+	newMetrics(r)
+}
