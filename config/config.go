@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/kelseyhightower/envconfig"
 	"github.com/rs/zerolog"
 )
 
@@ -88,53 +90,49 @@ type Config struct {
 	LogFormat string        // RELAY_LOG_FORMAT: "json" or "console"
 }
 
-// Load builds a Config from environ, a list of "NAME=value" entries as
-// returned by os.Environ. Variables not set take their defaults; a variable
-// set to the empty string is empty. When a name appears twice, the first
-// entry wins, as with os.Getenv. Entries without '=' and names not starting
-// with RELAY_ are ignored. Load(nil) returns the defaults.
+// Load builds a Config from the process environment with envconfig.
+// Variables not set take their defaults; a variable set to the empty string
+// is empty (envconfig's rule).
 //
 // The error, if any, is an *Error for the first offending variable: unknown
-// names first (in sorted order), then the variables in Usage order, then
-// rules that involve several variables.
-func Load(environ []string) (Config, error) {
-	env := make(map[string]string)
-	for _, kv := range environ {
-		name, value, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(name, Prefix) {
-			continue
-		}
-		if _, seen := env[name]; !seen {
-			env[name] = value
-		}
-	}
-
+// RELAY_* names first (in sorted order), then the variables in Usage order,
+// then rules that involve several variables.
+func Load() (Config, error) {
 	var c Config
-	vars := c.variables()
-	var unknown []string
-	for name := range env {
-		if !slices.ContainsFunc(vars, func(v variable) bool { return v.name == name }) {
-			unknown = append(unknown, name)
-		}
+	s := c.spec()
+	if err := envconfig.CheckDisallowed(envPrefix, s); err != nil {
+		return Config{}, unknownError(s, err)
 	}
-	if len(unknown) > 0 {
-		slices.Sort(unknown)
-		return Config{}, &Error{Var: unknown[0], Err: errors.New("unknown variable"), kind: ErrUnknown}
-	}
-
-	for _, v := range vars {
-		value, ok := env[v.name]
-		if !ok {
-			value = v.def
+	if err := envconfig.Process(envPrefix, s); err != nil {
+		// A ParseError's own message repeats the value, which may be the
+		// secret or a URL with a password: keep only the decoder's error.
+		if pe, ok := errors.AsType[*envconfig.ParseError](err); ok {
+			return Config{}, invalid(pe.KeyName, pe.Err)
 		}
-		if err := v.value.Set(value); err != nil {
-			return Config{}, invalid(v.name, err)
-		}
+		return Config{}, fmt.Errorf("config: %w", err) // not for this spec: no required tags
 	}
 	if err := c.check(); err != nil {
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// unknownError turns CheckDisallowed's error, which names the first unknown
+// variable in environment order, into an *Error for the first in sorted
+// order, so that the answer does not depend on the order of the environment.
+func unknownError(s *spec, err error) error {
+	known := s.names()
+	var unknown []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, Prefix) && !slices.Contains(known, name) {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) == 0 { // the environment changed in between
+		return fmt.Errorf("config: %w", err)
+	}
+	return &Error{Var: slices.Min(unknown), Err: errors.New("unknown variable"), kind: ErrUnknown}
 }
 
 // check applies the rules that involve more than one variable.
@@ -174,23 +172,23 @@ func invalid(name string, err error) *Error {
 // per variable, named as the variable, with the client secret and the user
 // information of URLs redacted.
 func (c Config) MarshalZerologObject(e *zerolog.Event) {
-	for _, v := range c.variables() {
-		e.Str(v.name, v.value.String())
-	}
+	c.spec().visit(func(name string, v variable) {
+		e.Str(name, v.String())
+	})
 }
 
 // String returns the configuration as NAME="value" pairs in Usage order,
 // redacted as in MarshalZerologObject.
 func (c Config) String() string {
 	var b strings.Builder
-	for i, v := range c.variables() {
-		if i > 0 {
+	c.spec().visit(func(name string, v variable) {
+		if b.Len() > 0 {
 			b.WriteByte(' ')
 		}
-		b.WriteString(v.name)
+		b.WriteString(name)
 		b.WriteByte('=')
-		b.WriteString(strconv.Quote(v.value.String()))
-	}
+		b.WriteString(strconv.Quote(v.String()))
+	})
 	return b.String()
 }
 
@@ -204,20 +202,27 @@ func (c Config) Format(f fmt.State, verb rune) {
 // object of variable names to strings, in Usage order.
 func (c Config) MarshalJSON() ([]byte, error) {
 	b := []byte{'{'}
-	for i, v := range c.variables() {
-		if i > 0 {
+	var err error
+	c.spec().visit(func(name string, v variable) {
+		if len(b) > 1 {
 			b = append(b, ',')
 		}
-		b = strconv.AppendQuote(b, v.name)
+		b = strconv.AppendQuote(b, name)
 		b = append(b, ':')
-		value, err := json.Marshal(v.value.String())
-		if err != nil {
-			return nil, err
-		}
+		value, e := json.Marshal(v.String())
+		err = errors.Join(err, e)
 		b = append(b, value...)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return append(b, '}'), nil
 }
+
+// usageFormat is the envconfig.Usagef template for Usage's table, whose
+// columns a tabwriter aligns.
+const usageFormat = "  VARIABLE\tDEFAULT\tMEANING\n" +
+	"{{range .}}  {{usage_key .}}\t{{or (usage_default .) \"(empty)\"}}\t{{usage_description .}}\n{{end}}"
 
 // Usage returns a table of every variable with its default and meaning, for
 // --help output.
@@ -225,14 +230,9 @@ func Usage() string {
 	var b strings.Builder
 	b.WriteString("Environment (unknown " + Prefix + "* variables are an error):\n\n")
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "  VARIABLE\tDEFAULT\tMEANING")
 	var c Config
-	for _, v := range c.variables() {
-		def := v.def
-		if def == "" {
-			def = "(empty)"
-		}
-		fmt.Fprintf(w, "  %s\t%s\t%s\n", v.name, def, v.help)
+	if err := envconfig.Usagef(envPrefix, c.spec(), w, usageFormat); err != nil {
+		panic("config: " + err.Error()) // a fixed template on a fixed spec
 	}
 	w.Flush()
 	return b.String()

@@ -15,11 +15,36 @@ import (
 	"github.com/upvest-relay/upvest-relay/config"
 )
 
-// TestDefaults checks Load(nil) against CONTRACT.md's configuration table.
+// setEnv clears every RELAY_* variable of the process for the rest of the
+// test and sets env, "NAME=value" entries; t.Setenv restores them all.
+func setEnv(t *testing.T, env ...string) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, config.Prefix) {
+			t.Setenv(name, "") // to be restored after the test
+			os.Unsetenv(name)
+		}
+	}
+	for _, kv := range env {
+		name, value, _ := strings.Cut(kv, "=")
+		t.Setenv(name, value)
+	}
+}
+
+// load runs config.Load on an environment whose RELAY_* variables are
+// exactly env.
+func load(t *testing.T, env ...string) (config.Config, error) {
+	t.Helper()
+	setEnv(t, env...)
+	return config.Load()
+}
+
+// TestDefaults checks Load with no RELAY_* variable set against
+// CONTRACT.md's configuration table.
 func TestDefaults(t *testing.T) {
-	got, err := config.Load(nil)
+	got, err := load(t)
 	if err != nil {
-		t.Fatalf("Load(nil) error = %v, want nil", err)
+		t.Fatalf("Load error = %v, want nil", err)
 	}
 	want := config.Config{
 		ListenAddr:            ":8080",
@@ -52,7 +77,7 @@ func TestDefaults(t *testing.T) {
 		LogFormat:             "json",
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("Load(nil) = %+v, want %+v", got, want)
+		t.Errorf("Load = %+v, want %+v", got, want)
 	}
 }
 
@@ -101,7 +126,7 @@ func TestLoadEveryVariable(t *testing.T) {
 		"RELAY_LOG_LEVEL=DEBUG",
 		"RELAY_LOG_FORMAT=console",
 	}
-	got, err := config.Load(environ)
+	got, err := load(t, environ...)
 	if err != nil {
 		t.Fatalf("Load error = %v, want nil", err)
 	}
@@ -143,14 +168,33 @@ func TestLoadEveryVariable(t *testing.T) {
 	}
 }
 
-func TestLoadFirstEntryWins(t *testing.T) {
-	got, err := config.Load([]string{"RELAY_STREAM=FIRST", "RELAY_STREAM=SECOND", "RELAY_NOT_AN_ENTRY"})
+// TestLoadReadsOnlyPrefixedNames checks that names without the prefix,
+// even a variable's own name without it (envconfig's fallback for
+// envconfig:"NAME" tags), configure nothing.
+func TestLoadReadsOnlyPrefixedNames(t *testing.T) {
+	got, err := load(t, "STREAM=OTHER", "LOG_LEVEL=verbose", "DATA_DIR=", "LISTEN_ADDR=x", "RELAY_STREAM=MINE")
 	if err != nil {
 		t.Fatalf("Load error = %v, want nil", err)
 	}
-	if got.Stream != "FIRST" {
-		t.Errorf("Stream = %q, want %q", got.Stream, "FIRST")
+	if got.Stream != "MINE" || got.LogLevel != zerolog.InfoLevel || got.DataDir != "./data" || got.ListenAddr != ":8080" {
+		t.Errorf("Load = %+v, want RELAY_STREAM and defaults only", got)
 	}
+}
+
+// TestLoadSetButEmpty checks envconfig's rule: a variable set to "" is
+// empty, not its default.
+func TestLoadSetButEmpty(t *testing.T) {
+	got, err := load(t, "RELAY_UPVEST_BASE_URL=https://api.upvest.co", "RELAY_WEBHOOK_URL=", "RELAY_NATS_URL=")
+	if err != nil {
+		t.Fatalf("Load error = %v, want nil", err)
+	}
+	if got.WebhookURL != "" || got.NATSURL != "" || got.UpvestBaseURL != "https://api.upvest.co" {
+		t.Errorf("Load = %+v, want empty RELAY_WEBHOOK_URL and RELAY_NATS_URL", got)
+	}
+	// Set but empty where the default is not: "" is checked, not replaced
+	// by the default.
+	_, err = load(t, "RELAY_LOG_LEVEL=")
+	checkError(t, err, config.ErrInvalid, "RELAY_LOG_LEVEL")
 }
 
 func TestLoadUnknown(t *testing.T) {
@@ -167,7 +211,7 @@ func TestLoadUnknown(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := config.Load(tt.environ)
+			_, err := load(t, tt.environ...)
 			checkError(t, err, config.ErrUnknown, tt.wantVar)
 		})
 	}
@@ -293,7 +337,7 @@ func TestLoadInvalid(t *testing.T) {
 	for _, tt := range tests {
 		name, _, _ := strings.Cut(tt.env, "=")
 		t.Run(shorten(tt.env), func(t *testing.T) {
-			_, err := config.Load([]string{tt.env})
+			_, err := load(t, tt.env)
 			wantVar := name
 			if tt.wantMsg != "" {
 				wantVar = strings.SplitN(tt.wantMsg, ": ", 3)[1]
@@ -314,7 +358,7 @@ func shorten(s string) string {
 }
 
 func TestLoadFileErrorsWrapCause(t *testing.T) {
-	_, err := config.Load([]string{"RELAY_VERIFY_KEYS_FILE=/nonexistent/jwks.json"})
+	_, err := load(t, "RELAY_VERIFY_KEYS_FILE=/nonexistent/jwks.json")
 	checkError(t, err, config.ErrInvalid, "RELAY_VERIFY_KEYS_FILE")
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Load error = %v, want one wrapping fs.ErrNotExist", err)
@@ -340,7 +384,7 @@ func TestLoadWebhookURLRequiresCredentials(t *testing.T) {
 			// Leave out the i-th and every later one: the error names the
 			// first missing.
 			environ := append([]string{"RELAY_WEBHOOK_URL=https://relay.example.com/hook"}, all[:i]...)
-			_, err := config.Load(environ)
+			_, err := load(t, environ...)
 			checkError(t, err, config.ErrInvalid, missing)
 			if want := "config: " + missing + ": required when RELAY_WEBHOOK_URL is set"; err.Error() != want {
 				t.Errorf("Load error = %q, want %q", err, want)
@@ -349,19 +393,19 @@ func TestLoadWebhookURLRequiresCredentials(t *testing.T) {
 	}
 	t.Run("all set", func(t *testing.T) {
 		environ := append([]string{"RELAY_WEBHOOK_URL=http://localhost:8080/hook"}, all...)
-		if _, err := config.Load(environ); err != nil {
+		if _, err := load(t, environ...); err != nil {
 			t.Errorf("Load error = %v, want nil", err)
 		}
 	})
 	t.Run("not needed without webhook URL", func(t *testing.T) {
-		if _, err := config.Load([]string{"RELAY_WEBHOOK_URL="}); err != nil {
+		if _, err := load(t, "RELAY_WEBHOOK_URL="); err != nil {
 			t.Errorf("Load error = %v, want nil", err)
 		}
 	})
 }
 
 func TestLoadListenAndAdminOnPortZero(t *testing.T) {
-	if _, err := config.Load([]string{"RELAY_LISTEN_ADDR=127.0.0.1:0", "RELAY_ADMIN_ADDR=127.0.0.1:0"}); err != nil {
+	if _, err := load(t, "RELAY_LISTEN_ADDR=127.0.0.1:0", "RELAY_ADMIN_ADDR=127.0.0.1:0"); err != nil {
 		t.Errorf("Load error = %v, want nil", err)
 	}
 }

@@ -22,6 +22,13 @@ func NewSecret(value string) Secret {
 	return Secret{value: value}
 }
 
+// Decode implements envconfig.Decoder: it sets the secret to value and
+// never fails, so envconfig never reports (and never repeats) a secret.
+func (s *Secret) Decode(value string) error {
+	s.value = value
+	return nil
+}
+
 // Reveal returns the secret value. Call it only where the value is used.
 func (s Secret) Reveal() string {
 	return s.value

@@ -98,7 +98,7 @@ func TestConfigNeverShowsSecret(t *testing.T) {
 		"RELAY_WEBHOOK_URL=https://user:" + secretValue + "@relay.example.com/hook",
 		"RELAY_NATS_URL=nats://" + secretValue + "@a:4222,nats://u:" + secretValue + "@b:4222,c:4222",
 	}
-	c, err := config.Load(environ)
+	c, err := load(t, environ...)
 	if err != nil {
 		t.Fatalf("Load error = %v, want nil", err)
 	}
@@ -177,7 +177,7 @@ func TestErrorsNeverShowSecret(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := config.Load(tt.environ)
+			_, err := load(t, tt.environ...)
 			if err == nil {
 				t.Fatal("Load error = nil, want one")
 			}

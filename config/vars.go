@@ -3,160 +3,281 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
 	"path"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"text/template"
 	"time"
 
+	"github.com/kelseyhightower/envconfig"
 	"github.com/rs/zerolog"
 
 	"github.com/upvest-relay/upvest-relay/subjects"
 )
 
-// variable is one row of the configuration table.
-type variable struct {
-	name  string // full name, RELAY_...
-	def   string // default, in the form the variable takes
-	help  string // meaning, for Usage
-	value value  // parses, validates and stores into a Config field
+// envPrefix is Prefix as envconfig takes it: it adds the '_' itself.
+const envPrefix = "RELAY"
+
+// spec is what envconfig fills: one field per variable, in CONTRACT.md's
+// order, which is Usage's and the log view's. Each field points at the
+// Config field it sets, and its type decodes (validating) and shows
+// (redacting) that variable.
+//
+// The names come from the field names with split_words (ListenAddr:
+// RELAY_LISTEN_ADDR), not from envconfig:"NAME" tags: envconfig falls back
+// to a tag's unprefixed name when the prefixed one is unset, so a tag would
+// let LOG_LEVEL or DATA_DIR meant for something else configure the relay.
+type spec struct {
+	ListenAddr            *hostPort      `split_words:"true" default:":8080" desc:"webhook ingress listener (host:port)"`
+	WebhookPath           *urlPath       `split_words:"true" default:"/webhooks/upvest" desc:"path Upvest POSTs to"`
+	AdminAddr             *hostPort      `split_words:"true" default:":9090" desc:"/healthz, /readyz, /metrics (Prometheus) listener (host:port)"`
+	NatsURL               *natsURLs      `split_words:"true" desc:"NATS servers, comma-separated; empty = start an embedded JetStream server"`
+	NatsCreds             *filePath      `split_words:"true" desc:"NATS credentials file"`
+	DataDir               *nonEmpty      `split_words:"true" default:"./data" desc:"embedded server's JetStream store"`
+	Stream                *streamName    `split_words:"true" default:"UPVEST" desc:"stream name (created or updated at start to match config)"`
+	SubjectPrefix         *subjectPrefix `split_words:"true" default:"upvest" desc:"first subject token(s)"`
+	StreamReplicas        *replicas      `split_words:"true" default:"1" desc:"stream replicas, 1-5 (3 on a cluster)"`
+	StreamMaxAge          *duration      `split_words:"true" default:"720h" desc:"retention for replay"`
+	DuplicateWindow       *duration      `split_words:"true" default:"2h" desc:"JetStream dedup window on Nats-Msg-Id (at most RELAY_STREAM_MAX_AGE)"`
+	UpvestBaseURL         *baseURL       `split_words:"true" default:"https://sandbox.upvest.co" desc:"Upvest API"`
+	UpvestClientID        *printable     `split_words:"true" desc:"OAuth client id (required with RELAY_WEBHOOK_URL)"`
+	UpvestClientSecret    *Secret        `split_words:"true" desc:"OAuth client secret (required with RELAY_WEBHOOK_URL)"`
+	UpvestSigningKeyFile  *filePath      `split_words:"true" desc:"tenant private key, PEM, P-521 or Ed25519, for signing API calls (required with RELAY_WEBHOOK_URL)"`
+	UpvestSigningKeyID    *printable     `split_words:"true" desc:"key id of the tenant private key (required with RELAY_WEBHOOK_URL)"`
+	VerifyKeysFile        *filePath      `split_words:"true" desc:"static JWKS file instead of fetching /auth/verify_keys"`
+	SignatureMaxAge       *duration      `split_words:"true" default:"5m" desc:"reject signatures whose created is older than this"`
+	ClockSkew             *duration      `split_words:"true" default:"30s" desc:"tolerance for created in the future and expires in the past"`
+	MaxBodyBytes          *bodyBytes     `split_words:"true" default:"16777216" desc:"larger bodies get 413"`
+	WebhookURL            *webhookURL    `split_words:"true" desc:"public URL to keep registered upstream; empty = control loop off"`
+	WebhookTitle          *title         `split_words:"true" default:"upvest-relay" desc:"subscription title (1-32 of a-z A-Z 0-9 space ()[]{}.-)"`
+	WebhookTypes          *webhookTypes  `split_words:"true" default:"ALL" desc:"comma list of event families, or ALL"`
+	WebhookDelay          *delay         `split_words:"true" default:"5s" desc:"subscription batching: longest collection time (1s-99s or 1m-99m)"`
+	WebhookMaxPackageSize *packageSize   `split_words:"true" default:"1048576" desc:"subscription batching: package size in bytes (100-1048576)"`
+	ReconcileInterval     *duration      `split_words:"true" default:"1m" desc:"control-loop period"`
+	LogLevel              *logLevel      `split_words:"true" default:"info" desc:"zerolog level: trace, debug, info, warn, error, fatal, panic or disabled"`
+	LogFormat             *logFormat     `split_words:"true" default:"json" desc:"json or console"`
 }
 
-// value is a Config field as a variable sees it, like flag.Value: Set parses
-// and validates text (its error names no variable), String shows the current
-// value for logs with secrets and URL passwords redacted.
-type value interface {
-	Set(string) error
-	String() string
-}
-
-// variables returns the configuration table with every value bound to a
-// field of c. The order is CONTRACT.md's and is Usage's.
-func (c *Config) variables() []variable {
-	return []variable{
-		{"RELAY_LISTEN_ADDR", ":8080", "webhook ingress listener (host:port)",
-			&stringVar{p: &c.ListenAddr, check: checkHostPort}},
-		{"RELAY_WEBHOOK_PATH", "/webhooks/upvest", "path Upvest POSTs to",
-			&stringVar{p: &c.WebhookPath, check: checkPath}},
-		{"RELAY_ADMIN_ADDR", ":9090", "/healthz, /readyz, /metrics (Prometheus) listener (host:port)",
-			&stringVar{p: &c.AdminAddr, check: checkHostPort}},
-		{"RELAY_NATS_URL", "", "NATS servers, comma-separated; empty = start an embedded JetStream server",
-			&natsURLVar{p: &c.NATSURL}},
-		{"RELAY_NATS_CREDS", "", "NATS credentials file",
-			&stringVar{p: &c.NATSCreds, check: checkFile}},
-		{"RELAY_DATA_DIR", "./data", "embedded server's JetStream store",
-			&stringVar{p: &c.DataDir, check: checkNonEmpty}},
-		{"RELAY_STREAM", "UPVEST", "stream name (created or updated at start to match config)",
-			&stringVar{p: &c.Stream, check: checkStreamName}},
-		{"RELAY_SUBJECT_PREFIX", "upvest", "first subject token(s)",
-			&stringVar{p: &c.SubjectPrefix, check: checkPrefix}},
-		{"RELAY_STREAM_REPLICAS", "1", "stream replicas, 1-5 (3 on a cluster)",
-			&intVar[int]{p: &c.StreamReplicas, min: 1, max: 5}},
-		{"RELAY_STREAM_MAX_AGE", "720h", "retention for replay",
-			&durationVar{p: &c.StreamMaxAge}},
-		{"RELAY_DUPLICATE_WINDOW", "2h", "JetStream dedup window on Nats-Msg-Id (at most RELAY_STREAM_MAX_AGE)",
-			&durationVar{p: &c.DuplicateWindow}},
-		{"RELAY_UPVEST_BASE_URL", "https://sandbox.upvest.co", "Upvest API",
-			&urlVar{p: &c.UpvestBaseURL, base: true}},
-		{"RELAY_UPVEST_CLIENT_ID", "", "OAuth client id (required with RELAY_WEBHOOK_URL)",
-			&stringVar{p: &c.UpvestClientID, check: checkPrintable}},
-		{"RELAY_UPVEST_CLIENT_SECRET", "", "OAuth client secret (required with RELAY_WEBHOOK_URL)",
-			&secretVar{p: &c.UpvestClientSecret}},
-		{"RELAY_UPVEST_SIGNING_KEY_FILE", "", "tenant private key, PEM, P-521 or Ed25519, for signing API calls (required with RELAY_WEBHOOK_URL)",
-			&stringVar{p: &c.UpvestSigningKeyFile, check: checkFile}},
-		{"RELAY_UPVEST_SIGNING_KEY_ID", "", "key id of the tenant private key (required with RELAY_WEBHOOK_URL)",
-			&stringVar{p: &c.UpvestSigningKeyID, check: checkPrintable}},
-		{"RELAY_VERIFY_KEYS_FILE", "", "static JWKS file instead of fetching /auth/verify_keys",
-			&stringVar{p: &c.VerifyKeysFile, check: checkFile}},
-		{"RELAY_SIGNATURE_MAX_AGE", "5m", "reject signatures whose created is older than this",
-			&durationVar{p: &c.SignatureMaxAge}},
-		{"RELAY_CLOCK_SKEW", "30s", "tolerance for created in the future and expires in the past",
-			&durationVar{p: &c.ClockSkew}},
-		{"RELAY_MAX_BODY_BYTES", "16777216", "larger bodies get 413",
-			&intVar[int64]{p: &c.MaxBodyBytes, min: 1}},
-		{"RELAY_WEBHOOK_URL", "", "public URL to keep registered upstream; empty = control loop off",
-			&urlVar{p: &c.WebhookURL, optional: true}},
-		{"RELAY_WEBHOOK_TITLE", "upvest-relay", "subscription title (1-32 of a-z A-Z 0-9 space ()[]{}.-)",
-			&stringVar{p: &c.WebhookTitle, check: checkTitle}},
-		{"RELAY_WEBHOOK_TYPES", "ALL", "comma list of event families, or ALL",
-			&typesVar{p: &c.WebhookTypes}},
-		{"RELAY_WEBHOOK_DELAY", "5s", "subscription batching: longest collection time (1s-99s or 1m-99m)",
-			&stringVar{p: &c.WebhookDelay, check: checkDelay}},
-		{"RELAY_WEBHOOK_MAX_PACKAGE_SIZE", "1048576", "subscription batching: package size in bytes (100-1048576)",
-			&intVar[int]{p: &c.WebhookMaxPackageSize, min: 100, max: 1048576}},
-		{"RELAY_RECONCILE_INTERVAL", "1m", "control-loop period",
-			&durationVar{p: &c.ReconcileInterval}},
-		{"RELAY_LOG_LEVEL", "info", "zerolog level: trace, debug, info, warn, error, fatal, panic or disabled",
-			&levelVar{p: &c.LogLevel}},
-		{"RELAY_LOG_FORMAT", "json", "json or console",
-			&stringVar{p: &c.LogFormat, check: checkLogFormat}},
+// spec returns the spec bound to the fields of c.
+func (c *Config) spec() *spec {
+	return &spec{
+		ListenAddr:            (*hostPort)(&c.ListenAddr),
+		WebhookPath:           (*urlPath)(&c.WebhookPath),
+		AdminAddr:             (*hostPort)(&c.AdminAddr),
+		NatsURL:               (*natsURLs)(&c.NATSURL),
+		NatsCreds:             (*filePath)(&c.NATSCreds),
+		DataDir:               (*nonEmpty)(&c.DataDir),
+		Stream:                (*streamName)(&c.Stream),
+		SubjectPrefix:         (*subjectPrefix)(&c.SubjectPrefix),
+		StreamReplicas:        (*replicas)(&c.StreamReplicas),
+		StreamMaxAge:          (*duration)(&c.StreamMaxAge),
+		DuplicateWindow:       (*duration)(&c.DuplicateWindow),
+		UpvestBaseURL:         (*baseURL)(&c.UpvestBaseURL),
+		UpvestClientID:        (*printable)(&c.UpvestClientID),
+		UpvestClientSecret:    &c.UpvestClientSecret,
+		UpvestSigningKeyFile:  (*filePath)(&c.UpvestSigningKeyFile),
+		UpvestSigningKeyID:    (*printable)(&c.UpvestSigningKeyID),
+		VerifyKeysFile:        (*filePath)(&c.VerifyKeysFile),
+		SignatureMaxAge:       (*duration)(&c.SignatureMaxAge),
+		ClockSkew:             (*duration)(&c.ClockSkew),
+		MaxBodyBytes:          (*bodyBytes)(&c.MaxBodyBytes),
+		WebhookURL:            (*webhookURL)(&c.WebhookURL),
+		WebhookTitle:          (*title)(&c.WebhookTitle),
+		WebhookTypes:          (*webhookTypes)(&c.WebhookTypes),
+		WebhookDelay:          (*delay)(&c.WebhookDelay),
+		WebhookMaxPackageSize: (*packageSize)(&c.WebhookMaxPackageSize),
+		ReconcileInterval:     (*duration)(&c.ReconcileInterval),
+		LogLevel:              (*logLevel)(&c.LogLevel),
+		LogFormat:             (*logFormat)(&c.LogFormat),
 	}
 }
 
-type stringVar struct {
-	p     *string
-	check func(string) error
+// variable is the type of every spec field: Decode (envconfig.Decoder)
+// parses and validates text, its error naming no variable; String shows
+// the value for logs, with secrets and URL user information redacted.
+type variable interface {
+	envconfig.Decoder
+	fmt.Stringer
 }
 
-func (v *stringVar) Set(s string) error {
-	if err := v.check(s); err != nil {
+// visitTemplate hands every variable envconfig finds in a spec, with the
+// name envconfig gives it, to the template function "visit".
+var visitTemplate = template.Must(template.New("visit").Funcs(template.FuncMap{
+	"visit": func(string, reflect.Value) string { return "" },
+}).Parse(`{{range .}}{{visit .Key .Field}}{{end}}`))
+
+// visit calls fn with the name and the value of every variable in s, in
+// order. The names are envconfig's own (Usaget's variable list), so they are
+// exactly the ones Process reads and CheckDisallowed allows.
+func (s *spec) visit(fn func(name string, v variable)) {
+	t := template.Must(visitTemplate.Clone()).Funcs(template.FuncMap{
+		"visit": func(name string, field reflect.Value) string {
+			fn(name, field.Addr().Interface().(variable))
+			return ""
+		},
+	})
+	if err := envconfig.Usaget(envPrefix, s, io.Discard, t); err != nil {
+		panic("config: " + err.Error()) // s is a struct pointer whose fields all decode
+	}
+}
+
+// names returns the name of every variable, in order.
+func (s *spec) names() []string {
+	var names []string
+	s.visit(func(name string, _ variable) { names = append(names, name) })
+	return names
+}
+
+// setString sets *p to s if check accepts it.
+func setString[T ~string](p *T, s string, check func(string) error) error {
+	if err := check(s); err != nil {
 		return err
 	}
-	*v.p = s
+	*p = T(s)
 	return nil
 }
 
-func (v *stringVar) String() string { return *v.p }
+// hostPort is a listen address: RELAY_LISTEN_ADDR, RELAY_ADMIN_ADDR.
+type hostPort string
 
-type secretVar struct{ p *Secret }
+func (v *hostPort) Decode(s string) error { return setString(v, s, checkHostPort) }
+func (v *hostPort) String() string        { return string(*v) }
 
-func (v *secretVar) Set(s string) error {
-	*v.p = NewSecret(s)
-	return nil
-}
+// urlPath is RELAY_WEBHOOK_PATH.
+type urlPath string
 
-func (v *secretVar) String() string { return v.p.String() }
+func (v *urlPath) Decode(s string) error { return setString(v, s, checkPath) }
+func (v *urlPath) String() string        { return string(*v) }
 
-// intVar is an integer from min to max; max 0 means no upper bound.
-type intVar[T int | int64] struct {
-	p        *T
-	min, max T
-}
+// filePath is empty or a readable file: RELAY_NATS_CREDS and the *_FILE
+// variables.
+type filePath string
 
-func (v *intVar[T]) Set(s string) error {
+func (v *filePath) Decode(s string) error { return setString(v, s, checkFile) }
+func (v *filePath) String() string        { return string(*v) }
+
+// nonEmpty is RELAY_DATA_DIR.
+type nonEmpty string
+
+func (v *nonEmpty) Decode(s string) error { return setString(v, s, checkNonEmpty) }
+func (v *nonEmpty) String() string        { return string(*v) }
+
+// streamName is RELAY_STREAM.
+type streamName string
+
+func (v *streamName) Decode(s string) error { return setString(v, s, checkStreamName) }
+func (v *streamName) String() string        { return string(*v) }
+
+// subjectPrefix is RELAY_SUBJECT_PREFIX.
+type subjectPrefix string
+
+func (v *subjectPrefix) Decode(s string) error { return setString(v, s, checkPrefix) }
+func (v *subjectPrefix) String() string        { return string(*v) }
+
+// printable is RELAY_UPVEST_CLIENT_ID, RELAY_UPVEST_SIGNING_KEY_ID.
+type printable string
+
+func (v *printable) Decode(s string) error { return setString(v, s, checkPrintable) }
+func (v *printable) String() string        { return string(*v) }
+
+// title is RELAY_WEBHOOK_TITLE.
+type title string
+
+func (v *title) Decode(s string) error { return setString(v, s, checkTitle) }
+func (v *title) String() string        { return string(*v) }
+
+// delay is RELAY_WEBHOOK_DELAY, in Upvest's form.
+type delay string
+
+func (v *delay) Decode(s string) error { return setString(v, s, checkDelay) }
+func (v *delay) String() string        { return string(*v) }
+
+// logFormat is RELAY_LOG_FORMAT.
+type logFormat string
+
+func (v *logFormat) Decode(s string) error { return setString(v, s, checkLogFormat) }
+func (v *logFormat) String() string        { return string(*v) }
+
+// parseInt parses a decimal integer from min to max; max 0 means no upper
+// bound. (envconfig's own integers also take 0x, 0o and '_' forms.)
+func parseInt(s string, min, max int64) (int64, error) {
 	n, err := strconv.ParseInt(s, 10, 64)
 	switch {
-	case v.max == 0 && (err != nil || n < int64(v.min)):
-		return fmt.Errorf("must be an integer of at least %d, got %s", v.min, quote(s))
-	case v.max != 0 && (err != nil || n < int64(v.min) || n > int64(v.max)):
-		return fmt.Errorf("must be between %d and %d, got %s", v.min, v.max, quote(s))
+	case max == 0 && (err != nil || n < min):
+		return 0, fmt.Errorf("must be an integer of at least %d, got %s", min, quote(s))
+	case max != 0 && (err != nil || n < min || n > max):
+		return 0, fmt.Errorf("must be between %d and %d, got %s", min, max, quote(s))
 	}
-	*v.p = T(n)
+	return n, nil
+}
+
+// replicas is RELAY_STREAM_REPLICAS.
+type replicas int
+
+func (v *replicas) Decode(s string) error {
+	n, err := parseInt(s, 1, 5)
+	if err != nil {
+		return err
+	}
+	*v = replicas(n)
 	return nil
 }
 
-func (v *intVar[T]) String() string { return strconv.FormatInt(int64(*v.p), 10) }
+func (v *replicas) String() string { return strconv.Itoa(int(*v)) }
 
-type durationVar struct{ p *time.Duration }
+// bodyBytes is RELAY_MAX_BODY_BYTES.
+type bodyBytes int64
 
-func (v *durationVar) Set(s string) error {
+func (v *bodyBytes) Decode(s string) error {
+	n, err := parseInt(s, 1, 0)
+	if err != nil {
+		return err
+	}
+	*v = bodyBytes(n)
+	return nil
+}
+
+func (v *bodyBytes) String() string { return strconv.FormatInt(int64(*v), 10) }
+
+// packageSize is RELAY_WEBHOOK_MAX_PACKAGE_SIZE.
+type packageSize int
+
+func (v *packageSize) Decode(s string) error {
+	n, err := parseInt(s, 100, 1048576)
+	if err != nil {
+		return err
+	}
+	*v = packageSize(n)
+	return nil
+}
+
+func (v *packageSize) String() string { return strconv.Itoa(int(*v)) }
+
+// duration is a positive time.Duration.
+type duration time.Duration
+
+func (v *duration) Decode(s string) error {
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
 		return fmt.Errorf("must be a positive duration such as 30s, 5m or 2h, got %s", quote(s))
 	}
-	*v.p = d
+	*v = duration(d)
 	return nil
 }
 
-func (v *durationVar) String() string { return v.p.String() }
+func (v *duration) String() string { return time.Duration(*v).String() }
 
-type levelVar struct{ p *zerolog.Level }
+// logLevel is RELAY_LOG_LEVEL, a zerolog level by name.
+type logLevel zerolog.Level
 
-func (v *levelVar) Set(s string) error {
+func (v *logLevel) Decode(s string) error {
 	// zerolog.ParseLevel also takes "" and numbers; only names are allowed.
 	switch strings.ToLower(s) {
 	case "trace", "debug", "info", "warn", "error", "fatal", "panic", "disabled":
@@ -167,19 +288,20 @@ func (v *levelVar) Set(s string) error {
 	if err != nil {
 		return fmt.Errorf("must be one of trace, debug, info, warn, error, fatal, panic, disabled, got %s", quote(s))
 	}
-	*v.p = l
+	*v = logLevel(l)
 	return nil
 }
 
-func (v *levelVar) String() string { return v.p.String() }
+func (v *logLevel) String() string { return zerolog.Level(*v).String() }
 
-// typesVar is RELAY_WEBHOOK_TYPES: "ALL" alone, or upper-case families.
-// Unknown families are allowed: Upvest adds new ones over time.
-type typesVar struct{ p *[]string }
+// webhookTypes is RELAY_WEBHOOK_TYPES: "ALL" alone, or upper-case families.
+// Unknown families are allowed: Upvest adds new ones over time. (envconfig's
+// own slices keep spaces and empty entries, and take "" as no entries.)
+type webhookTypes []string
 
 var familyRE = regexp.MustCompile(`^[A-Z][A-Z_]*$`)
 
-func (v *typesVar) Set(s string) error {
+func (v *webhookTypes) Decode(s string) error {
 	var types []string
 	for t := range strings.SplitSeq(s, ",") {
 		t = strings.TrimSpace(t)
@@ -196,28 +318,47 @@ func (v *typesVar) Set(s string) error {
 	if len(types) > 1 && slices.Contains(types, "ALL") {
 		return fmt.Errorf("ALL must stand alone, got %s", quote(s))
 	}
-	*v.p = types
+	*v = types
 	return nil
 }
 
-func (v *typesVar) String() string { return strings.Join(*v.p, ",") }
+func (v *webhookTypes) String() string { return strings.Join(*v, ",") }
 
-// urlVar is an absolute http or https URL. A base URL has no query, and its
-// trailing '/' is dropped so that paths can be appended.
-type urlVar struct {
-	p        *string
-	base     bool // RELAY_UPVEST_BASE_URL
-	optional bool // may be empty
+// baseURL is RELAY_UPVEST_BASE_URL: an absolute http or https URL without a
+// query; its trailing '/' is dropped so that paths can be appended.
+type baseURL string
+
+func (v *baseURL) Decode(s string) error {
+	if err := checkURL(s, true); err != nil {
+		return err
+	}
+	*v = baseURL(strings.TrimRight(s, "/"))
+	return nil
 }
+
+func (v *baseURL) String() string { return showURL(string(*v)) }
+
+// webhookURL is RELAY_WEBHOOK_URL: empty, or an absolute http or https URL.
+type webhookURL string
+
+func (v *webhookURL) Decode(s string) error {
+	if s != "" {
+		if err := checkURL(s, false); err != nil {
+			return err
+		}
+	}
+	*v = webhookURL(s)
+	return nil
+}
+
+func (v *webhookURL) String() string { return showURL(string(*v)) }
 
 // maxURLLen is Upvest's limit on a webhook URL.
 const maxURLLen = 1000
 
-func (v *urlVar) Set(s string) error {
-	if s == "" && v.optional {
-		*v.p = ""
-		return nil
-	}
+// checkURL accepts an absolute http or https URL without a fragment, and
+// for a base URL without a query.
+func checkURL(s string, base bool) error {
 	u, err := parseURL(s)
 	if err != nil {
 		return err
@@ -229,33 +370,30 @@ func (v *urlVar) Set(s string) error {
 		return fmt.Errorf("must have a host, got %s", quote(redactUser(u)))
 	case strings.Contains(s, "#"):
 		return fmt.Errorf("must not have a fragment, got %s", quote(redactUser(u)))
-	case v.base && (u.RawQuery != "" || u.ForceQuery):
+	case base && (u.RawQuery != "" || u.ForceQuery):
 		return fmt.Errorf("must not have a query, got %s", quote(redactUser(u)))
 	case len(s) > maxURLLen:
 		return fmt.Errorf("must be at most %d bytes long, got %d", maxURLLen, len(s))
 	}
-	if v.base {
-		s = strings.TrimRight(s, "/")
-	}
-	*v.p = s
 	return nil
 }
 
-func (v *urlVar) String() string {
-	u, err := url.Parse(*v.p)
-	if err != nil { // not after a successful Set
+// showURL returns s with its user information redacted.
+func showURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil { // not after a successful Decode
 		return redacted
 	}
 	return redactUser(u)
 }
 
-// natsURLVar is RELAY_NATS_URL: empty, or a comma list of servers in the
+// natsURLs is RELAY_NATS_URL: empty, or a comma list of servers in the
 // forms nats.go accepts (nats, tls, ws or wss URLs, or host:port).
-type natsURLVar struct{ p *string }
+type natsURLs string
 
-func (v *natsURLVar) Set(s string) error {
+func (v *natsURLs) Decode(s string) error {
 	if s == "" {
-		*v.p = ""
+		*v = ""
 		return nil
 	}
 	n := 0
@@ -284,15 +422,15 @@ func (v *natsURLVar) Set(s string) error {
 	if n == 0 {
 		return fmt.Errorf("must list at least one server or be empty, got %s", quote(s))
 	}
-	*v.p = s
+	*v = natsURLs(s)
 	return nil
 }
 
-func (v *natsURLVar) String() string {
-	if *v.p == "" {
+func (v *natsURLs) String() string {
+	if *v == "" {
 		return ""
 	}
-	entries := strings.Split(*v.p, ",")
+	entries := strings.Split(string(*v), ",")
 	for i, e := range entries {
 		e = strings.TrimSpace(e)
 		scheme := ""
@@ -301,7 +439,7 @@ func (v *natsURLVar) String() string {
 		}
 		u, err := url.Parse(scheme + e)
 		switch {
-		case err != nil: // not after a successful Set
+		case err != nil: // not after a successful Decode
 			entries[i] = redacted
 		case u.User == nil:
 			entries[i] = e

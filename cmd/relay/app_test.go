@@ -68,26 +68,35 @@ func launchApp(t *testing.T, cfg config.Config) (wait func() (*app, func() error
 	}
 }
 
+// setEnv makes env, "NAME=value" entries, the process's only RELAY_*
+// variables for the rest of the test: every other RELAY_* variable is unset,
+// and t.Setenv restores them all afterwards (so no test using it may run in
+// parallel).
+func setEnv(t *testing.T, env ...string) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, config.Prefix) {
+			t.Setenv(name, "") // to be restored after the test
+			os.Unsetenv(name)
+		}
+	}
+	for _, kv := range env {
+		name, value, _ := strings.Cut(kv, "=")
+		t.Setenv(name, value)
+	}
+}
+
+// testConfig loads the configuration of env plus a fresh data dir and
+// loopback listeners on port 0, where env does not set them.
 func testConfig(t *testing.T, env ...string) config.Config {
 	t.Helper()
-	env = append(env, "RELAY_DATA_DIR="+t.TempDir(), "RELAY_ADMIN_ADDR=127.0.0.1:0")
-	if !hasVar(env, "RELAY_LISTEN_ADDR") {
-		env = append(env, "RELAY_LISTEN_ADDR=127.0.0.1:0")
-	}
-	cfg, err := config.Load(env)
+	defaults := []string{"RELAY_DATA_DIR=" + t.TempDir(), "RELAY_ADMIN_ADDR=127.0.0.1:0", "RELAY_LISTEN_ADDR=127.0.0.1:0"}
+	setEnv(t, append(defaults, env...)...)
+	cfg, err := config.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cfg
-}
-
-func hasVar(env []string, name string) bool {
-	for _, kv := range env {
-		if len(kv) > len(name) && kv[:len(name)+1] == name+"=" {
-			return true
-		}
-	}
-	return false
 }
 
 // TestServeWithOnlyAKeysFile is the contract's smallest deployment: only

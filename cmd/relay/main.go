@@ -25,7 +25,7 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -41,7 +41,7 @@ func (e usageError) Unwrap() error { return e.err }
 type command struct {
 	name    string
 	summary string
-	run     func(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func commands() []command {
@@ -56,7 +56,7 @@ func commands() []command {
 // run executes the command line and returns the process exit code:
 // 0 on a clean stop or help, 2 for usage and configuration errors, 1 for
 // everything else.
-func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	name := "serve"
 	if len(args) > 0 {
 		switch a := args[0]; a {
@@ -73,7 +73,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		if c.name != name {
 			continue
 		}
-		err := c.run(ctx, args, environ, stdout, stderr)
+		err := c.run(ctx, args, stdout, stderr)
 		var ue usageError
 		switch {
 		case err == nil:
@@ -103,7 +103,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "Run 'relay <command> --help' for a command's flags and variables.")
 }
 
-func runVersion(_ context.Context, args, _ []string, stdout, _ io.Writer) error {
+func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("version", "print the version", stdout)
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -29,7 +29,7 @@ type replayOptions struct {
 	republish    string
 }
 
-func runReplay(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("replay", "Read events back from stream retention, as JSON lines of structured CloudEvents\non stdout, or re-published under another prefix. The source stream is never\nmodified and no durable consumer is left behind. Times are the stream's\nstorage times.", stdout)
 	since := fs.String("since", "", "start: RFC 3339 time, or a duration back from now such as 2h (default: the oldest retained event)")
 	until := fs.String("until", "", "end, same forms as --since (default: the newest event when replay starts)")
@@ -38,7 +38,7 @@ func runReplay(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(environ)
+	cfg, err := config.Load()
 	if err != nil {
 		return usageError{err}
 	}

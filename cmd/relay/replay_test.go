@@ -88,8 +88,9 @@ func valueOf(env []string, name string) string {
 // replayLines runs `relay replay args...` and returns its stdout lines.
 func (f *replayFixture) replayLines(t *testing.T, args ...string) []string {
 	t.Helper()
+	setEnv(t, f.env...)
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), append([]string{"replay"}, args...), f.env, &stdout, &stderr); code != 0 {
+	if code := run(context.Background(), append([]string{"replay"}, args...), &stdout, &stderr); code != 0 {
 		t.Fatalf("relay replay %v: exit %d: %s", args, code, stderr.String())
 	}
 	var lines []string
