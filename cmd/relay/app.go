@@ -150,6 +150,8 @@ func runApp(ctx context.Context, cfg config.Config, log zerolog.Logger, started 
 		}
 		admin.AddDetail("keeper", func() any { return k.State() })
 		g.Go(func() error { return k.Run(gctx) })
+	} else {
+		keeper.RegisterIdle(a.registry)
 	}
 
 	if a.ingress, err = net.Listen("tcp", cfg.ListenAddr); err != nil {

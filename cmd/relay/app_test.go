@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -162,6 +163,29 @@ func TestServeWithOnlyAKeysFile(t *testing.T) {
 	}
 	if got := streamMsgs(t, a.js, "UPVEST"); got != uint64(len(events))+1 {
 		t.Errorf("stream holds %d messages, want %d", got, len(events)+1)
+	}
+	// Every metric the contract names is exposed, the keeper's at 0 with
+	// the control loop off.
+	resp, err = http.Get("http://" + a.admin.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`relay_packages_total{result="ok"} 3`,
+		`relay_events_published_total{family="`,
+		`relay_events_deduplicated_total 5`,
+		`relay_events_deadlettered_total 0`,
+		`relay_rejections_total{reason="no_signature"} 1`,
+		`relay_package_duration_seconds_bucket`,
+		`relay_publish_duration_seconds_bucket`,
+		"relay_subscription_enabled 0",
+		"relay_keeper_leader 0",
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 	if err := stop(); err != nil {
 		t.Errorf("runApp after stop: %v", err)

@@ -50,9 +50,7 @@ func newReplayFixture(t *testing.T) *replayFixture {
 		"RELAY_ADMIN_ADDR=127.0.0.1:0",
 		"RELAY_LOG_LEVEL=warn",
 	}
-	cfg := testConfig(t, env...)
-	cfg.DataDir = valueOf(env, "RELAY_DATA_DIR")
-	a, stop := startApp(t, cfg)
+	a, stop := startApp(t, testConfig(t, env...))
 
 	f := &replayFixture{env: env, a: a, stop: stop, events: map[string]json.RawMessage{}}
 	gen := upvesttest.NewGenerator(3)
@@ -74,15 +72,6 @@ func newReplayFixture(t *testing.T) *replayFixture {
 	time.Sleep(10 * time.Millisecond) // storage times have a resolution; step past them
 	f.after = time.Now()
 	return f
-}
-
-func valueOf(env []string, name string) string {
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, name+"="); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 // replayLines runs `relay replay args...` and returns its stdout lines.
