@@ -13,29 +13,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/upvest-relay/upvest-relay/config"
+	"github.com/upvest-relay/upvest-relay/config/configtest"
 )
-
-// setEnv clears every RELAY_* variable of the process for the rest of the
-// test and sets env, "NAME=value" entries; t.Setenv restores them all.
-func setEnv(t *testing.T, env ...string) {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, config.Prefix) {
-			t.Setenv(name, "") // to be restored after the test
-			os.Unsetenv(name)
-		}
-	}
-	for _, kv := range env {
-		name, value, _ := strings.Cut(kv, "=")
-		t.Setenv(name, value)
-	}
-}
 
 // load runs config.Load on an environment whose RELAY_* variables are
 // exactly env.
 func load(t *testing.T, env ...string) (config.Config, error) {
 	t.Helper()
-	setEnv(t, env...)
+	configtest.SetEnv(t, env...)
 	return config.Load()
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
 	"github.com/upvest-relay/upvest-relay/config"
+	"github.com/upvest-relay/upvest-relay/config/configtest"
 	"github.com/upvest-relay/upvest-relay/upvest/upvesttest"
 )
 
@@ -69,30 +70,12 @@ func launchApp(t *testing.T, cfg config.Config) (wait func() (*app, func() error
 	}
 }
 
-// setEnv makes env, "NAME=value" entries, the process's only RELAY_*
-// variables for the rest of the test: every other RELAY_* variable is unset,
-// and t.Setenv restores them all afterwards (so no test using it may run in
-// parallel).
-func setEnv(t *testing.T, env ...string) {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, config.Prefix) {
-			t.Setenv(name, "") // to be restored after the test
-			os.Unsetenv(name)
-		}
-	}
-	for _, kv := range env {
-		name, value, _ := strings.Cut(kv, "=")
-		t.Setenv(name, value)
-	}
-}
-
 // testConfig loads the configuration of env plus a fresh data dir and
 // loopback listeners on port 0, where env does not set them.
 func testConfig(t *testing.T, env ...string) config.Config {
 	t.Helper()
 	defaults := []string{"RELAY_DATA_DIR=" + t.TempDir(), "RELAY_ADMIN_ADDR=127.0.0.1:0", "RELAY_LISTEN_ADDR=127.0.0.1:0"}
-	setEnv(t, append(defaults, env...)...)
+	configtest.SetEnv(t, append(defaults, env...)...)
 	cfg, err := config.Load()
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upvest-relay/upvest-relay/config/configtest"
 	"github.com/upvest-relay/upvest-relay/upvest/upvesttest"
 )
 
@@ -43,7 +44,7 @@ func TestRunExitCodes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			setEnv(t, tt.env...)
+			configtest.SetEnv(t, tt.env...)
 			var stdout, stderr bytes.Buffer
 			code := run(context.Background(), tt.args, &stdout, &stderr)
 			if code != tt.code {

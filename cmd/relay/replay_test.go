@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/upvest-relay/upvest-relay/config/configtest"
 	"github.com/upvest-relay/upvest-relay/upvest/upvesttest"
 )
 
@@ -77,7 +78,7 @@ func newReplayFixture(t *testing.T) *replayFixture {
 // replayLines runs `relay replay args...` and returns its stdout lines.
 func (f *replayFixture) replayLines(t *testing.T, args ...string) []string {
 	t.Helper()
-	setEnv(t, f.env...)
+	configtest.SetEnv(t, f.env...)
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), append([]string{"replay"}, args...), &stdout, &stderr); code != 0 {
 		t.Fatalf("relay replay %v: exit %d: %s", args, code, stderr.String())
