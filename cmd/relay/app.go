@@ -77,11 +77,31 @@ func runApp(ctx context.Context, cfg config.Config, log zerolog.Logger, started 
 	a := &app{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	// Everything that only reads configuration and files comes first, so a
+	// mistake there fails before anything is started or written.
+	var client *upvest.Client
+	if cfg.UpvestClientID != "" {
+		if client, err = newUpvestClient(cfg, log); err != nil {
+			return err
+		}
+	}
+	if cfg.WebhookURL != "" && client == nil {
+		return usageError{errors.New("config: RELAY_UPVEST_CLIENT_ID: required when RELAY_WEBHOOK_URL is set")}
+	}
+	keys, keysReady, err := newKeySource(cfg, client, log)
+	if err != nil {
+		return err
+	}
+	verifier, err := verify.New(keys, verify.WithMaxAge(cfg.SignatureMaxAge), verify.WithClockSkew(cfg.ClockSkew))
+	if err != nil {
+		return err
+	}
+	log.Info().Str("version", version).Object("config", cfg).Msg("starting")
+
 	if err := a.connect(ctx); err != nil {
 		return err
 	}
 	defer a.closeNATS()
-
 	if err := retryStartup(ctx, log, "stream", func(ctx context.Context) error {
 		_, err := broker.EnsureStream(ctx, a.js, broker.StreamOptions{
 			Name:       cfg.Stream,
@@ -95,26 +115,6 @@ func runApp(ctx context.Context, cfg config.Config, log zerolog.Logger, started 
 		return err
 	}
 
-	var client *upvest.Client
-	if cfg.UpvestClientID != "" {
-		if client, err = newUpvestClient(cfg, log); err != nil {
-			return err
-		}
-	}
-
-	g, gctx := errgroup.WithContext(ctx)
-
-	keys, keysReady, err := newKeySource(cfg, client, log)
-	if err != nil {
-		return err
-	}
-	if r, ok := keys.(*verify.RemoteKeys); ok {
-		g.Go(func() error { return r.Run(gctx) })
-	}
-	verifier, err := verify.New(keys, verify.WithMaxAge(cfg.SignatureMaxAge), verify.WithClockSkew(cfg.ClockSkew))
-	if err != nil {
-		return err
-	}
 	handler, err := relay.NewHandler(cfg.WebhookPath, verifier, a.js,
 		relay.WithPrefix(cfg.SubjectPrefix),
 		relay.WithSourceBase(cfg.UpvestBaseURL),
@@ -126,7 +126,6 @@ func runApp(ctx context.Context, cfg config.Config, log zerolog.Logger, started 
 	if err != nil {
 		return err
 	}
-
 	admin := relay.NewAdmin(a.registry)
 	admin.AddCheck("nats", broker.Connected(a.nc))
 	admin.AddCheck("stream", broker.StreamExists(a.js, cfg.Stream))
@@ -136,20 +135,17 @@ func runApp(ctx context.Context, cfg config.Config, log zerolog.Logger, started 
 		}
 		return nil
 	})
-
 	if cfg.WebhookURL != "" {
-		k, err := a.newKeeper(ctx, client)
-		if err != nil {
+		if a.keeper, err = a.newKeeper(ctx, client); err != nil {
 			return err
 		}
-		a.keeper = k
+		k := a.keeper
 		// Test deliveries the keeper asks for may reach any replica; each
 		// one sees them all on NATS.
 		if _, err := a.nc.Subscribe(subjects.For(cfg.SubjectPrefix, testEventType), func(*nats.Msg) { k.TestArrived() }); err != nil {
 			return err
 		}
 		admin.AddDetail("keeper", func() any { return k.State() })
-		g.Go(func() error { return k.Run(gctx) })
 	} else {
 		keeper.RegisterIdle(a.registry)
 	}
@@ -160,6 +156,15 @@ func runApp(ctx context.Context, cfg config.Config, log zerolog.Logger, started 
 	if a.admin, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
 		a.ingress.Close()
 		return fmt.Errorf("RELAY_ADMIN_ADDR: %w", err)
+	}
+
+	// Everything is set up: start the goroutines, all owned by one group.
+	g, gctx := errgroup.WithContext(ctx)
+	if r, ok := keys.(*verify.RemoteKeys); ok {
+		g.Go(func() error { return r.Run(gctx) })
+	}
+	if a.keeper != nil {
+		g.Go(func() error { return a.keeper.Run(gctx) })
 	}
 	ingressSrv := relay.NewServer(cfg.ListenAddr, handler, log)
 	adminSrv := relay.NewServer(cfg.AdminAddr, admin, log)
@@ -290,9 +295,6 @@ func newKeySource(cfg config.Config, client *upvest.Client, log zerolog.Logger) 
 }
 
 func (a *app) newKeeper(ctx context.Context, client *upvest.Client) (*keeper.Keeper, error) {
-	if client == nil {
-		return nil, usageError{errors.New("config: RELAY_UPVEST_CLIENT_ID: required when RELAY_WEBHOOK_URL is set")}
-	}
 	var kv jetstream.KeyValue
 	if err := retryStartup(ctx, a.log, "lease bucket", func(ctx context.Context) (err error) {
 		kv, err = keeper.LeaseBucket(ctx, a.js, a.cfg.Stream+"_keeper", leaseTTL, a.cfg.StreamReplicas)

@@ -154,3 +154,20 @@ func TestBinaryServeSIGTERM(t *testing.T) {
 		t.Fatal("relay did not exit within 30s of SIGTERM")
 	}
 }
+
+// TestConfigMistakeStartsNothing: a configuration that cannot work is
+// refused before the embedded server is started or anything is written.
+func TestConfigMistakeStartsNothing(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "data")
+	configtest.SetEnv(t, "RELAY_DATA_DIR="+dataDir, "RELAY_LISTEN_ADDR=127.0.0.1:0", "RELAY_ADMIN_ADDR=127.0.0.1:0")
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"serve"}, &stdout, &stderr); code != 2 {
+		t.Fatalf("exit %d, want 2; stderr: %s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "RELAY_VERIFY_KEYS_FILE") || strings.Count(stderr.String(), "\n") != 1 {
+		t.Errorf("stderr %q is not one line naming RELAY_VERIFY_KEYS_FILE", stderr.String())
+	}
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Errorf("data dir %s exists after a refused start (err %v), want nothing written", dataDir, err)
+	}
+}

@@ -19,7 +19,5 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usageError{err}
 	}
-	log := newLogger(cfg, stderr)
-	log.Info().Str("version", version).Object("config", cfg).Msg("starting")
-	return runApp(ctx, cfg, log, nil)
+	return runApp(ctx, cfg, newLogger(cfg, stderr), nil)
 }
