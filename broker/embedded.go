@@ -93,6 +93,26 @@ func StartEmbedded(dataDir string, log zerolog.Logger, opts ...EmbeddedOption) (
 	if cfg.fallback && !portFree(cfg.host, port) {
 		port = server.RANDOM_PORT
 	}
+	srv, err := startServer(dataDir, port, cfg, log)
+	if errors.Is(err, errListen) && cfg.fallback && port != server.RANDOM_PORT {
+		// The preferred port was taken between the check and the listen.
+		srv, err = startServer(dataDir, server.RANDOM_PORT, cfg, log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	e := &Embedded{srv: srv}
+	log.Info().Str("url", e.ClientURL()).Str("store_dir", dataDir).Msg("embedded NATS JetStream server started")
+	return e, nil
+}
+
+// errListen marks a server that could not listen on its port; it is a
+// kind of ErrNotReady.
+var errListen = fmt.Errorf("%w: cannot listen", ErrNotReady)
+
+// startServer starts one server on port and waits until it accepts
+// connections, fails to listen (errListen), or the ready timeout passes.
+func startServer(dataDir string, port int, cfg embeddedConfig, log zerolog.Logger) (*server.Server, error) {
 	srv, err := server.NewServer(&server.Options{
 		ServerName: cfg.name,
 		Host:       cfg.host,
@@ -105,16 +125,26 @@ func StartEmbedded(dataDir string, log zerolog.Logger, opts ...EmbeddedOption) (
 	if err != nil {
 		return nil, fmt.Errorf("broker: embedded server: %w", err)
 	}
-	srv.SetLoggerV2(serverLogger{log: log.With().Str("component", "nats-server").Logger()}, false, false, false)
+	fatal := make(chan string, 1)
+	srv.SetLoggerV2(serverLogger{log: log.With().Str("component", "nats-server").Logger(), fatal: fatal}, false, false, false)
 	srv.Start()
-	if !srv.ReadyForConnections(cfg.readyTimeout) {
+	deadline := time.Now().Add(cfg.readyTimeout)
+	for !srv.ReadyForConnections(50 * time.Millisecond) {
+		var err error
+		select {
+		case msg := <-fatal:
+			err = fmt.Errorf("%w: %s:%d: %s", errListen, cfg.host, port, msg)
+		default:
+			if time.Now().Before(deadline) {
+				continue
+			}
+			err = fmt.Errorf("%w: %s:%d within %s", ErrNotReady, cfg.host, port, cfg.readyTimeout)
+		}
 		srv.Shutdown()
 		srv.WaitForShutdown()
-		return nil, fmt.Errorf("%w: %s:%d within %s", ErrNotReady, cfg.host, port, cfg.readyTimeout)
+		return nil, err
 	}
-	e := &Embedded{srv: srv}
-	log.Info().Str("url", e.ClientURL()).Str("store_dir", dataDir).Msg("embedded NATS JetStream server started")
-	return e, nil
+	return srv, nil
 }
 
 // ClientURL is the nats:// URL clients connect to.
@@ -145,12 +175,24 @@ func portFree(host string, port int) bool {
 	return true
 }
 
-// serverLogger adapts zerolog to nats-server's Logger.
-type serverLogger struct{ log zerolog.Logger }
+// serverLogger adapts zerolog to nats-server's Logger. Fatal lines (which
+// for an embedded server mean it could not listen) are also reported on
+// fatal, without blocking.
+type serverLogger struct {
+	log   zerolog.Logger
+	fatal chan<- string
+}
 
 func (l serverLogger) Noticef(format string, v ...any) { l.log.Info().Msgf(format, v...) }
 func (l serverLogger) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
-func (l serverLogger) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
-func (l serverLogger) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
-func (l serverLogger) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
-func (l serverLogger) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
+func (l serverLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error().Msg(msg)
+	select {
+	case l.fatal <- msg:
+	default:
+	}
+}
+func (l serverLogger) Errorf(format string, v ...any) { l.log.Error().Msgf(format, v...) }
+func (l serverLogger) Debugf(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
+func (l serverLogger) Tracef(format string, v ...any) { l.log.Trace().Msgf(format, v...) }
