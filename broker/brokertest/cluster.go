@@ -47,7 +47,7 @@ func NewCluster(t testing.TB, n int) *Cluster {
 		t.Fatalf("brokertest: a cluster needs at least one node, not %d", n)
 	}
 	c := &Cluster{t: t, name: "relaytest"}
-	ports := freePorts(t, n)
+	ports := FreePorts(t, n)
 	for i := range n {
 		c.nodes = append(c.nodes, &clusterNode{
 			name:        fmt.Sprintf("n%d", i+1),
@@ -182,10 +182,10 @@ func (c *Cluster) waitReady() {
 	})
 }
 
-// freePorts returns n distinct loopback ports that were free a moment ago:
+// FreePorts returns n distinct loopback ports that were free a moment ago:
 // the cluster ports must be known before any node starts, because every
 // node's route list names all of them.
-func freePorts(t testing.TB, n int) []int {
+func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	ports := make([]int, n)
 	for i := range n {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -189,7 +188,7 @@ func TestDeliveryThroughRelayExactlyOnceAcrossRestart(t *testing.T) {
 	}
 	defer emu.Close()
 	tenant, keyFile := newTenant(t, emu)
-	port := freePort(t)
+	port := brokertest.FreePorts(t, 1)[0]
 	hook := fmt.Sprintf("http://127.0.0.1:%d/webhooks/upvest", port)
 	cfg := testConfig(t,
 		"RELAY_LISTEN_ADDR=127.0.0.1:"+strconv.Itoa(port),
@@ -346,16 +345,6 @@ func streamIDs(t *testing.T, js jetstream.JetStream, name string) map[string]int
 		seen += uint64(got)
 	}
 	return ids
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // post posts body to a's ingress, signed as Upvest signs deliveries, and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -123,15 +124,7 @@ func (v *liveView) snapshot() (total int, rate float64, by map[string]int, last 
 		i++
 	}
 	v.window = v.window[i:]
-	return v.total, float64(len(v.window)) / rateWindow.Seconds(), maps(v.bySubject), slices.Clone(v.last)
-}
-
-func maps(m map[string]int) map[string]int {
-	out := make(map[string]int, len(m))
-	for k, n := range m {
-		out[k] = n
-	}
-	return out
+	return v.total, float64(len(v.window)) / rateWindow.Seconds(), maps.Clone(v.bySubject), slices.Clone(v.last)
 }
 
 func (v *liveView) render(a *app) {
