@@ -2,8 +2,9 @@
 // New gives a server on a random loopback port with its store in a
 // temporary directory, a connection to it that reconnects quickly, and a
 // JetStream context; Down stops a server and hands back a function that
-// starts its replacement on the same port and store, for outage tests.
-// Everything is cleaned up when the test ends.
+// starts its replacement on the same port and store, for outage tests;
+// NewCluster runs an n-node JetStream cluster whose nodes can be stopped
+// and restarted. Everything is cleaned up when the test ends.
 package brokertest
 
 import (
