@@ -16,7 +16,7 @@ import (
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
 	"github.com/upvest-relay/upvest-relay/keeper"
 	"github.com/upvest-relay/upvest-relay/upvest"
-	"github.com/upvest-relay/upvest-relay/upvest/upvesttest"
+	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 )
 
 const hookURL = "http://127.0.0.1:1/webhooks/upvest"
@@ -31,14 +31,14 @@ var want = keeper.Desired{
 
 // upstream is an emulator with one tenant and a real client for it.
 type upstream struct {
-	emu    *upvesttest.Server
-	tenant upvesttest.Tenant
+	emu    *emulator.Server
+	tenant emulator.Tenant
 	client *upvest.Client
 }
 
 func newUpstream(t *testing.T) upstream {
 	t.Helper()
-	emu, err := upvesttest.New()
+	emu, err := emulator.New()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,8 +56,8 @@ func newUpstream(t *testing.T) upstream {
 }
 
 // mine returns the tenant's subscriptions for hookURL.
-func (u upstream) mine() []upvesttest.Webhook {
-	var out []upvesttest.Webhook
+func (u upstream) mine() []emulator.Webhook {
+	var out []emulator.Webhook
 	for _, w := range u.emu.Webhooks(u.tenant.ClientID) {
 		if w.URL == hookURL {
 			out = append(out, w)
@@ -109,15 +109,15 @@ func TestReconcileCreatesThenEnables(t *testing.T) {
 
 func TestReconcileAdoptsExistingSubscription(t *testing.T) {
 	u := newUpstream(t)
-	existing, err := u.emu.CreateWebhook(u.tenant.ClientID, upvesttest.Webhook{
+	existing, err := u.emu.CreateWebhook(u.tenant.ClientID, emulator.Webhook{
 		Title: "old title", URL: hookURL, Type: []string{"ALL"}, Enabled: false,
-		Config: upvesttest.WebhookConfig{Delay: "1m", MaxPackageSize: 1000},
+		Config: emulator.WebhookConfig{Delay: "1m", MaxPackageSize: 1000},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// An unrelated subscription of the same tenant is left alone.
-	other, err := u.emu.CreateWebhook(u.tenant.ClientID, upvesttest.Webhook{
+	other, err := u.emu.CreateWebhook(u.tenant.ClientID, emulator.Webhook{
 		Title: "other", URL: "https://other.example/hook", Type: []string{"ALL"}, Enabled: false,
 	})
 	if err != nil {
@@ -150,13 +150,13 @@ func TestKeeperConvergesAfterDrift(t *testing.T) {
 		drift func() error
 	}{
 		{"disabled", func() error { return u.emu.SetWebhookEnabled(id, false) }},
-		{"title", func() error { return u.emu.EditWebhook(id, func(w *upvesttest.Webhook) { w.Title = "changed" }) }},
-		{"types", func() error { return u.emu.EditWebhook(id, func(w *upvesttest.Webhook) { w.Type = []string{"USER"} }) }},
+		{"title", func() error { return u.emu.EditWebhook(id, func(w *emulator.Webhook) { w.Title = "changed" }) }},
+		{"types", func() error { return u.emu.EditWebhook(id, func(w *emulator.Webhook) { w.Type = []string{"USER"} }) }},
 		{"config", func() error {
-			return u.emu.EditWebhook(id, func(w *upvesttest.Webhook) { w.Config = upvesttest.WebhookConfig{Delay: "9m", MaxPackageSize: 100} })
+			return u.emu.EditWebhook(id, func(w *emulator.Webhook) { w.Config = emulator.WebhookConfig{Delay: "9m", MaxPackageSize: 100} })
 		}},
 		{"everything", func() error {
-			return u.emu.EditWebhook(id, func(w *upvesttest.Webhook) {
+			return u.emu.EditWebhook(id, func(w *emulator.Webhook) {
 				w.Enabled, w.Title, w.Type = false, "x", []string{"ALL"}
 			})
 		}},
@@ -187,9 +187,9 @@ func TestKeeperConvergesAfterDrift(t *testing.T) {
 
 func TestKeeperRidesOut5xxAnd429Storms(t *testing.T) {
 	u := newUpstream(t)
-	u.emu.InjectFault(upvesttest.Fault{PathPrefix: "/webhooks", Status: 503, Times: 8})
-	u.emu.InjectFault(upvesttest.Fault{PathPrefix: "/webhooks", Status: 429, RetryAfter: time.Second, Times: 1})
-	u.emu.InjectFault(upvesttest.Fault{PathPrefix: "/webhooks", Status: 500, Times: 4})
+	u.emu.InjectFault(emulator.Fault{PathPrefix: "/webhooks", Status: 503, Times: 8})
+	u.emu.InjectFault(emulator.Fault{PathPrefix: "/webhooks", Status: 429, RetryAfter: time.Second, Times: 1})
+	u.emu.InjectFault(emulator.Fault{PathPrefix: "/webhooks", Status: 500, Times: 4})
 	k := keeper.New(u.client, want, keeper.WithInterval(200*time.Millisecond), keeper.WithMinBackoff(10*time.Millisecond))
 	stop := run(t, k)
 	defer stop()
@@ -205,7 +205,7 @@ func TestKeeperRidesOut5xxAnd429Storms(t *testing.T) {
 
 func TestKeeperTimesOutSlowUpstream(t *testing.T) {
 	u := newUpstream(t)
-	u.emu.InjectFault(upvesttest.Fault{Method: "GET", PathPrefix: "/webhooks", Latency: 3 * time.Second, Times: 1})
+	u.emu.InjectFault(emulator.Fault{Method: "GET", PathPrefix: "/webhooks", Latency: 3 * time.Second, Times: 1})
 	k := keeper.New(u.client, want)
 	err := k.Reconcile(context.Background())
 	if !errors.Is(err, context.DeadlineExceeded) {

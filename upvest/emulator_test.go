@@ -25,7 +25,7 @@ import (
 	"time"
 
 	"github.com/upvest-relay/upvest-relay/upvest"
-	"github.com/upvest-relay/upvest-relay/upvest/upvesttest"
+	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 )
 
 // These tests run the real client against the real emulator: every request
@@ -33,18 +33,18 @@ import (
 // code.
 
 // emuServer starts an emulator, closed when the test ends.
-func emuServer(t *testing.T, opts ...upvesttest.Option) *upvesttest.Server {
+func emuServer(t *testing.T, opts ...emulator.Option) *emulator.Server {
 	t.Helper()
-	emu, err := upvesttest.New(opts...)
+	emu, err := emulator.New(opts...)
 	if err != nil {
-		t.Fatalf("upvesttest.New: %v", err)
+		t.Fatalf("emulator.New: %v", err)
 	}
 	t.Cleanup(emu.Close)
 	return emu
 }
 
 // emuTenant registers a tenant on emu.
-func emuTenant(t *testing.T, emu *upvesttest.Server, opts ...upvesttest.TenantOption) upvesttest.Tenant {
+func emuTenant(t *testing.T, emu *emulator.Server, opts ...emulator.TenantOption) emulator.Tenant {
 	t.Helper()
 	ten, err := emu.NewTenant(opts...)
 	if err != nil {
@@ -54,7 +54,7 @@ func emuTenant(t *testing.T, emu *upvesttest.Server, opts ...upvesttest.TenantOp
 }
 
 // emuClient is a client for ten on emu.
-func emuClient(t *testing.T, emu *upvesttest.Server, ten upvesttest.Tenant, opts ...upvest.Option) *upvest.Client {
+func emuClient(t *testing.T, emu *emulator.Server, ten emulator.Tenant, opts ...upvest.Option) *upvest.Client {
 	t.Helper()
 	c, err := upvest.New(emu.URL(), ten.ClientID, ten.ClientSecret, ten.Key, ten.KeyID, opts...)
 	if err != nil {
@@ -64,7 +64,7 @@ func emuClient(t *testing.T, emu *upvesttest.Server, ten upvesttest.Tenant, opts
 }
 
 // emuSetup is an emulator, a tenant of it and a client of that tenant.
-func emuSetup(t *testing.T, opts ...upvest.Option) (*upvesttest.Server, upvesttest.Tenant, *upvest.Client) {
+func emuSetup(t *testing.T, opts ...upvest.Option) (*emulator.Server, emulator.Tenant, *upvest.Client) {
 	t.Helper()
 	emu := emuServer(t)
 	ten := emuTenant(t, emu)
@@ -72,7 +72,7 @@ func emuSetup(t *testing.T, opts ...upvest.Option) (*upvesttest.Server, upvestte
 }
 
 // noAuthFailures fails the test if the emulator refused any request.
-func noAuthFailures(t *testing.T, emu *upvesttest.Server) {
+func noAuthFailures(t *testing.T, emu *emulator.Server) {
 	t.Helper()
 	if got := emu.SignatureFailures(); len(got) != 0 {
 		t.Errorf("signature failures %+v, want none", got)
@@ -97,11 +97,11 @@ func pollUntil(t *testing.T, what string, cond func() bool) {
 func TestEmulatorWebhookLifecycle(t *testing.T) {
 	tests := []struct {
 		name string
-		opts []upvesttest.TenantOption
+		opts []emulator.TenantOption
 		want string // %T of the tenant key
 	}{
 		{"P-521", nil, "*ecdsa.PrivateKey"},
-		{"Ed25519", []upvesttest.TenantOption{upvesttest.WithEd25519()}, "ed25519.PrivateKey"},
+		{"Ed25519", []emulator.TenantOption{emulator.WithEd25519()}, "ed25519.PrivateKey"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,7 +224,7 @@ func TestEmulatorWebhookLifecycle(t *testing.T) {
 func TestEmulatorTokenRefresh(t *testing.T) {
 	t.Parallel()
 	const lifetime = time.Second // the emulator's shortest
-	emu := emuServer(t, upvesttest.WithTokenLifetime(lifetime))
+	emu := emuServer(t, emulator.WithTokenLifetime(lifetime))
 	ten := emuTenant(t, emu)
 	c := emuClient(t, emu, ten)
 	const calls = 3
@@ -253,7 +253,7 @@ func TestEmulatorListPaging(t *testing.T) {
 	const n = 2100 // three pages of at most 1000
 	want := make([]string, 0, n)
 	for i := range n {
-		w, err := emu.CreateWebhook(ten.ClientID, upvesttest.Webhook{
+		w, err := emu.CreateWebhook(ten.ClientID, emulator.Webhook{
 			Title: fmt.Sprintf("hook %d", i),
 			URL:   fmt.Sprintf("https://relay.example.com/hooks/%d", i),
 		})
@@ -264,7 +264,7 @@ func TestEmulatorListPaging(t *testing.T) {
 	}
 	// Another tenant's webhooks are not listed.
 	other := emuTenant(t, emu)
-	if _, err := emu.CreateWebhook(other.ClientID, upvesttest.Webhook{Title: "other", URL: "https://other.example.com/"}); err != nil {
+	if _, err := emu.CreateWebhook(other.ClientID, emulator.Webhook{Title: "other", URL: "https://other.example.com/"}); err != nil {
 		t.Fatalf("emulator CreateWebhook: %v", err)
 	}
 
@@ -316,7 +316,7 @@ func TestEmulatorThrottled(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			emu, _, c := emuSetup(t)
-			emu.InjectFault(upvesttest.Fault{Method: "GET", PathPrefix: "/webhooks", Status: http.StatusTooManyRequests, RetryAfter: tt.retryAfter, Times: tt.times})
+			emu.InjectFault(emulator.Fault{Method: "GET", PathPrefix: "/webhooks", Status: http.StatusTooManyRequests, RetryAfter: tt.retryAfter, Times: tt.times})
 			_, err := c.ListWebhooks(t.Context())
 			if got := emu.CallCount("GET", "/webhooks"); got != tt.wantCalls {
 				t.Errorf("GET /webhooks called %d times, want %d", got, tt.wantCalls)
@@ -347,7 +347,7 @@ func TestEmulatorUnavailable(t *testing.T) {
 		t.Run(http.StatusText(status), func(t *testing.T) {
 			t.Parallel()
 			emu, _, c := emuSetup(t)
-			emu.InjectFault(upvesttest.Fault{Method: "GET", PathPrefix: "/webhooks/", Status: status, RetryAfter: time.Second, Times: 1})
+			emu.InjectFault(emulator.Fault{Method: "GET", PathPrefix: "/webhooks/", Status: status, RetryAfter: time.Second, Times: 1})
 			_, err := c.GetWebhook(t.Context(), "6a9b6f53-2a3b-4f27-9d1c-0d3c6f0a5b11")
 			if !errors.Is(err, upvest.ErrUnavailable) {
 				t.Fatalf("err = %v, want ErrUnavailable", err)
@@ -373,7 +373,7 @@ func TestEmulatorTimeout(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			t.Parallel()
 			emu, _, c := emuSetup(t, upvest.WithTimeout(200*time.Millisecond))
-			emu.InjectFault(upvesttest.Fault{PathPrefix: path, Latency: 10 * time.Second})
+			emu.InjectFault(emulator.Fault{PathPrefix: path, Latency: 10 * time.Second})
 			if _, err := c.ListWebhooks(t.Context()); !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("err = %v, want context.DeadlineExceeded", err)
 			}
@@ -418,26 +418,26 @@ func TestEmulatorUnknownSigningKey(t *testing.T) {
 	}
 	tests := []struct {
 		name       string
-		key        func(upvesttest.Tenant) crypto.Signer
-		keyID      func(upvesttest.Tenant) string
+		key        func(emulator.Tenant) crypto.Signer
+		keyID      func(emulator.Tenant) string
 		wantDetail string
 	}{
 		{
 			"other P-521 key under the tenant's key id",
-			func(upvesttest.Tenant) crypto.Signer { return otherEC },
-			func(ten upvesttest.Tenant) string { return ten.KeyID },
+			func(emulator.Tenant) crypto.Signer { return otherEC },
+			func(ten emulator.Tenant) string { return ten.KeyID },
 			"signature does not verify",
 		},
 		{
 			"Ed25519 key under the tenant's P-521 key id",
-			func(upvesttest.Tenant) crypto.Signer { return otherEd },
-			func(ten upvesttest.Tenant) string { return ten.KeyID },
+			func(emulator.Tenant) crypto.Signer { return otherEd },
+			func(ten emulator.Tenant) string { return ten.KeyID },
 			"signature does not verify",
 		},
 		{
 			"tenant's key under an unknown key id",
-			func(ten upvesttest.Tenant) crypto.Signer { return ten.Key },
-			func(upvesttest.Tenant) string { return "not-registered" },
+			func(ten emulator.Tenant) crypto.Signer { return ten.Key },
+			func(emulator.Tenant) string { return "not-registered" },
 			`unknown keyid "not-registered"`,
 		},
 	}

@@ -25,7 +25,7 @@ import (
 	"github.com/upvest-relay/upvest-relay/broker"
 	"github.com/upvest-relay/upvest-relay/relay"
 	"github.com/upvest-relay/upvest-relay/subjects"
-	"github.com/upvest-relay/upvest-relay/upvest/upvesttest"
+	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 	"github.com/upvest-relay/upvest-relay/verify"
 )
 
@@ -117,7 +117,7 @@ func run(ctx context.Context, cfg config, log zerolog.Logger) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	emu, err := upvesttest.New()
+	emu, err := emulator.New()
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func run(ctx context.Context, cfg config, log zerolog.Logger) (*report, error) {
 	}
 
 	rep := &report{Config: cfg, Procs: runtime.GOMAXPROCS(0)}
-	pkgs, err := makePackages(upvesttest.NewGenerator(cfg.Seed), cfg.Warmup+cfg.Packages, cfg.EventsPerPackage)
+	pkgs, err := makePackages(emulator.NewGenerator(cfg.Seed), cfg.Warmup+cfg.Packages, cfg.EventsPerPackage)
 	if err != nil {
 		return nil, err
 	}
@@ -202,7 +202,7 @@ type wireEvent struct {
 
 // makePackages generates n packages of k realistic events, each with the
 // CloudEvent messages the relay publishes for it (CONTRACT.md headers).
-func makePackages(g *upvesttest.Generator, n, k int) ([]pkg, error) {
+func makePackages(g *emulator.Generator, n, k int) ([]pkg, error) {
 	pkgs := make([]pkg, n)
 	for i := range pkgs {
 		raws := make([][]byte, k)
@@ -241,7 +241,7 @@ func makePackages(g *upvesttest.Generator, n, k int) ([]pkg, error) {
 
 // sign signs p as Upvest signs a delivery to the webhook path; the
 // signature does not cover the host, so any relay address accepts it.
-func sign(emu *upvesttest.Server, p *pkg) error {
+func sign(emu *emulator.Server, p *pkg) error {
 	req, err := http.NewRequest(http.MethodPost, "http://relay"+webhookPath, nil)
 	if err != nil {
 		return err

@@ -22,7 +22,7 @@ import (
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
 	"github.com/upvest-relay/upvest-relay/config"
 	"github.com/upvest-relay/upvest-relay/config/configtest"
-	"github.com/upvest-relay/upvest-relay/upvest/upvesttest"
+	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 )
 
 // startApp runs runApp in the background and returns the running app once
@@ -86,7 +86,7 @@ func testConfig(t *testing.T, env ...string) config.Config {
 // RELAY_VERIFY_KEYS_FILE set, embedded JetStream, a signed package in,
 // its events on the stream, ready, clean stop.
 func TestServeWithOnlyAKeysFile(t *testing.T) {
-	emu, err := upvesttest.New()
+	emu, err := emulator.New()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestServeWithOnlyAKeysFile(t *testing.T) {
 		t.Errorf("/healthz = %d, want 200", got)
 	}
 
-	gen := upvesttest.NewGenerator(1)
+	gen := emulator.NewGenerator(1)
 	events := gen.Batch(5)
 	body := packageBody(t, events, "4b1d0c1e-0000-4000-8000-000000000001")
 	resp, err := http.Post("http://"+a.IngressAddr()+"/webhooks/upvest", "application/json", bytes.NewReader(body))
@@ -139,7 +139,7 @@ func TestServeWithOnlyAKeysFile(t *testing.T) {
 	// stored, not refused forever.
 	big := gen.Of("REPORT")
 	big.Object = map[string]string{"id": "big-report", "content": strings.Repeat("x", 3<<20)}
-	body = packageBody(t, []upvesttest.Event{big}, "4b1d0c1e-0000-4000-8000-000000000001")
+	body = packageBody(t, []emulator.Event{big}, "4b1d0c1e-0000-4000-8000-000000000001")
 	if got := post(t, emu, body, a); got != http.StatusOK {
 		t.Fatalf("package with a 3 MiB event: %d, want 200", got)
 	}
@@ -182,7 +182,7 @@ func TestDeliveryThroughRelayExactlyOnceAcrossRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long end-to-end test")
 	}
-	emu, err := upvesttest.New(upvesttest.WithDelayScale(0.05), upvesttest.WithBackoffScale(0.05))
+	emu, err := emulator.New(emulator.WithDelayScale(0.05), emulator.WithBackoffScale(0.05))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestDeliveryThroughRelayExactlyOnceAcrossRestart(t *testing.T) {
 		return a.keeper.State().TestDelivery == "arrived"
 	})
 
-	gen := upvesttest.NewGenerator(7)
+	gen := emulator.NewGenerator(7)
 	const first, second = 3000, 1000
 	publish(t, emu, tenant.ClientID, gen, first)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -258,7 +258,7 @@ func TestDeliveryThroughRelayExactlyOnceAcrossRestart(t *testing.T) {
 
 // newTenant creates a tenant at the emulator and writes its signing key
 // where RELAY_UPVEST_SIGNING_KEY_FILE can name it.
-func newTenant(t *testing.T, emu *upvesttest.Server) (upvesttest.Tenant, string) {
+func newTenant(t *testing.T, emu *emulator.Server) (emulator.Tenant, string) {
 	t.Helper()
 	tenant, err := emu.NewTenant()
 	if err != nil {
@@ -275,7 +275,7 @@ func newTenant(t *testing.T, emu *upvesttest.Server) (upvesttest.Tenant, string)
 	return tenant, keyFile
 }
 
-func publish(t *testing.T, emu *upvesttest.Server, clientID string, gen *upvesttest.Generator, n int) {
+func publish(t *testing.T, emu *emulator.Server, clientID string, gen *emulator.Generator, n int) {
 	t.Helper()
 	for sent := 0; sent < n; sent += 100 {
 		if err := emu.Publish(clientID, gen.Batch(min(100, n-sent))...); err != nil {
@@ -284,7 +284,7 @@ func publish(t *testing.T, emu *upvesttest.Server, clientID string, gen *upvestt
 	}
 }
 
-func packageBody(t *testing.T, events []upvesttest.Event, webhookID string) []byte {
+func packageBody(t *testing.T, events []emulator.Event, webhookID string) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	b.WriteString(`{"payload":[`)
@@ -349,14 +349,14 @@ func streamIDs(t *testing.T, js jetstream.JetStream, name string) map[string]int
 
 // post posts body to a's ingress, signed as Upvest signs deliveries, and
 // returns the status (0 when the request failed).
-func post(t *testing.T, emu *upvesttest.Server, body []byte, a *app) int {
+func post(t *testing.T, emu *emulator.Server, body []byte, a *app) int {
 	t.Helper()
 	return postConcurrently(t, emu, body, a)[0]
 }
 
 // postConcurrently posts body, signed as Upvest signs it, to every app at
 // once and returns their statuses in order (0 when the request failed).
-func postConcurrently(t *testing.T, emu *upvesttest.Server, body []byte, apps ...*app) []int {
+func postConcurrently(t *testing.T, emu *emulator.Server, body []byte, apps ...*app) []int {
 	t.Helper()
 	client := &http.Client{Timeout: 30 * time.Second}
 	got := make([]int, len(apps))

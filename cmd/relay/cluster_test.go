@@ -17,7 +17,7 @@ import (
 
 	"github.com/upvest-relay/upvest-relay/broker"
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
-	"github.com/upvest-relay/upvest-relay/upvest/upvesttest"
+	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 )
 
 // TestReplicasOnACluster runs the relay as it runs in production: two
@@ -34,7 +34,7 @@ func TestReplicasOnACluster(t *testing.T) {
 		t.Skip("3-node NATS cluster with two relay replicas")
 	}
 	cluster := brokertest.NewCluster(t, 3)
-	emu, err := upvesttest.New(upvesttest.WithDelayScale(0.05), upvesttest.WithBackoffScale(0.05))
+	emu, err := emulator.New(emulator.WithDelayScale(0.05), emulator.WithBackoffScale(0.05))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestReplicasOnACluster(t *testing.T) {
 	// Packages land on both replicas: a retry served by the other one,
 	// after the first attempt was answered or while it still runs.
 	want := map[string]bool{}
-	gen := upvesttest.NewGenerator(11)
+	gen := emulator.NewGenerator(11)
 	for i := range 4 {
 		events := gen.Batch(4)
 		body := packageBody(t, events, webhookID)
@@ -247,7 +247,7 @@ func (b *balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // deliver publishes n events upstream and waits until the emulator has
 // delivered every event published so far through the balancer.
-func deliver(ctx context.Context, t *testing.T, emu *upvesttest.Server, clientID, webhookID string, gen *upvesttest.Generator, want map[string]bool, n int) {
+func deliver(ctx context.Context, t *testing.T, emu *emulator.Server, clientID, webhookID string, gen *emulator.Generator, want map[string]bool, n int) {
 	t.Helper()
 	before := emu.Delivered(webhookID).Events
 	for sent := 0; sent < n; sent += 50 {
@@ -262,7 +262,7 @@ func deliver(ctx context.Context, t *testing.T, emu *upvesttest.Server, clientID
 	}
 }
 
-func remember(want map[string]bool, events []upvesttest.Event) {
+func remember(want map[string]bool, events []emulator.Event) {
 	for _, e := range events {
 		want[e.ID] = true
 	}

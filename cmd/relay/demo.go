@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/upvest-relay/upvest-relay/config"
-	"github.com/upvest-relay/upvest-relay/upvest/upvesttest"
+	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 )
 
 const demoSummary = `Run the whole system on this machine with nothing configured: an embedded
@@ -57,7 +57,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer logFile.Close()
 	log := zerolog.New(logFile).Level(cfg.LogLevel).With().Timestamp().Logger()
 
-	emu, err := upvesttest.New(upvesttest.WithLogger(log.With().Str("component", "emulator").Logger()))
+	emu, err := emulator.New(emulator.WithLogger(log.With().Str("component", "emulator").Logger()))
 	if err != nil {
 		return err
 	}
@@ -102,7 +102,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	g.Go(func() error { return view.run(gctx, a) })
 	g.Go(func() error {
-		gen := upvesttest.NewGenerator(uint64(time.Now().UnixNano()))
+		gen := emulator.NewGenerator(uint64(time.Now().UnixNano()))
 		return emu.PublishEvery(gctx, tenant.ClientID, time.Duration(float64(time.Second) / *rate), gen)
 	})
 	if *hostile > 0 {

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/upvest-relay/upvest-relay/config/configtest"
-	"github.com/upvest-relay/upvest-relay/upvest/upvesttest"
+	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 )
 
 func TestRunExitCodes(t *testing.T) {
@@ -75,7 +75,7 @@ func TestBinaryServeSIGTERM(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	emu, err := upvesttest.New()
+	emu, err := emulator.New()
 	if err != nil {
 		t.Fatal(err)
 	}

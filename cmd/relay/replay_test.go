@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/upvest-relay/upvest-relay/config/configtest"
-	"github.com/upvest-relay/upvest-relay/upvest/upvesttest"
+	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 )
 
 // replayFixture is a relay on an embedded JetStream holding a few known
@@ -31,7 +31,7 @@ type replayFixture struct {
 
 func newReplayFixture(t *testing.T) *replayFixture {
 	t.Helper()
-	emu, err := upvesttest.New()
+	emu, err := emulator.New()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func newReplayFixture(t *testing.T) *replayFixture {
 	a, stop := startApp(t, testConfig(t, env...))
 
 	f := &replayFixture{env: env, a: a, stop: stop, events: map[string]json.RawMessage{}}
-	gen := upvesttest.NewGenerator(3)
+	gen := emulator.NewGenerator(3)
 	events := append(gen.Batch(6), gen.OrderFlow()...)
 	body := packageBody(t, events, "4b1d0c1e-0000-4000-8000-000000000002")
 	if got := post(t, emu, body, a); got != http.StatusOK {

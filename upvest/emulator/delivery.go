@@ -1,4 +1,4 @@
-package upvesttest
+package emulator
 
 import (
 	"bytes"
@@ -350,7 +350,7 @@ func (d *deliverer) attempt(pl *plan) {
 		ev = d.s.cfg.log.Info()
 	}
 	ev.Str("webhook_id", a.WebhookID).Int("attempt", a.Attempt).Int("status", status).Err(err).
-		Int("events", len(a.EventIDs)).Dur("backoff", a.Backoff).Msg("upvesttest: delivery")
+		Int("events", len(a.EventIDs)).Dur("backoff", a.Backoff).Msg("emulator: delivery")
 	if d.s.cfg.observer != nil {
 		d.s.cfg.observer(a)
 	}
@@ -446,7 +446,7 @@ func (s *Server) SignDelivery(req *http.Request, body []byte) error {
 	k := s.currentKey()
 	signer := httpsig.Signer{Key: k.key, KeyID: k.kid, Style: httpsig.Unquoted, Now: s.now}
 	if err := signer.Sign(req, comps); err != nil {
-		return fmt.Errorf("upvesttest: signing delivery: %w", err)
+		return fmt.Errorf("emulator: signing delivery: %w", err)
 	}
 	return nil
 }
@@ -461,7 +461,7 @@ func (s *Server) Publish(clientID string, events ...Event) error {
 	now := s.now()
 	for i, e := range events {
 		if e.Type == "" {
-			return errors.New("upvesttest: event without type")
+			return errors.New("emulator: event without type")
 		}
 		p := preparedEvent{id: e.ID, createdAt: e.CreatedAt, typ: e.Type, family: e.Family()}
 		if p.id == "" {
@@ -476,7 +476,7 @@ func (s *Server) Publish(clientID string, events ...Event) error {
 		default:
 			b, err := json.Marshal(o)
 			if err != nil {
-				return fmt.Errorf("upvesttest: event %s object: %w", p.id, err)
+				return fmt.Errorf("emulator: event %s object: %w", p.id, err)
 			}
 			p.object = b
 		}
@@ -531,7 +531,7 @@ func (s *Server) WaitDelivered(ctx context.Context, webhookID string, events int
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("upvesttest: %d of %d events delivered: %w", s.Delivered(webhookID).Events, events, ctx.Err())
+			return fmt.Errorf("emulator: %d of %d events delivered: %w", s.Delivered(webhookID).Events, events, ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -542,7 +542,7 @@ func (s *Server) WaitDelivered(ctx context.Context, webhookID string, events int
 // goroutine.
 func (s *Server) PublishEvery(ctx context.Context, clientID string, interval time.Duration, g *Generator) error {
 	if interval <= 0 {
-		return errors.New("upvesttest: PublishEvery needs a positive interval")
+		return errors.New("emulator: PublishEvery needs a positive interval")
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()

@@ -1,4 +1,4 @@
-package upvesttest
+package emulator
 
 import (
 	"crypto"
@@ -56,19 +56,19 @@ func (t Tenant) KeyPEM() ([]byte, error) {
 	case *ecdsa.PrivateKey:
 		der, err := x509.MarshalECPrivateKey(k)
 		if err != nil {
-			return nil, fmt.Errorf("upvesttest: encoding key: %w", err)
+			return nil, fmt.Errorf("emulator: encoding key: %w", err)
 		}
 		return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
 	case ed25519.PrivateKey:
 		der, err := x509.MarshalPKCS8PrivateKey(k)
 		if err != nil {
-			return nil, fmt.Errorf("upvesttest: encoding key: %w", err)
+			return nil, fmt.Errorf("emulator: encoding key: %w", err)
 		}
 		return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 	case nil:
-		return nil, errors.New("upvesttest: tenant has no private key")
+		return nil, errors.New("emulator: tenant has no private key")
 	default:
-		return nil, fmt.Errorf("upvesttest: unsupported key type %T", t.Key)
+		return nil, fmt.Errorf("emulator: unsupported key type %T", t.Key)
 	}
 }
 
@@ -131,11 +131,11 @@ func (s *Server) NewTenant(opts ...TenantOption) (Tenant, error) {
 		key, err = ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
 	}
 	if err != nil {
-		return Tenant{}, fmt.Errorf("upvesttest: generating key: %w", err)
+		return Tenant{}, fmt.Errorf("emulator: generating key: %w", err)
 	}
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
-		return Tenant{}, fmt.Errorf("upvesttest: generating secret: %w", err)
+		return Tenant{}, fmt.Errorf("emulator: generating secret: %w", err)
 	}
 	t := Tenant{
 		ClientID:     uuid.NewString(),
@@ -155,12 +155,12 @@ func (s *Server) NewTenant(opts ...TenantOption) (Tenant, error) {
 // signatures carry.
 func (s *Server) AddTenant(clientID, secret string, pub crypto.PublicKey, keyID string, opts ...TenantOption) error {
 	if clientID == "" || secret == "" || keyID == "" {
-		return errors.New("upvesttest: tenant needs a client id, a secret and a key id")
+		return errors.New("emulator: tenant needs a client id, a secret and a key id")
 	}
 	switch pub.(type) {
 	case *ecdsa.PublicKey, ed25519.PublicKey:
 	default:
-		return fmt.Errorf("upvesttest: unsupported public key type %T", pub)
+		return fmt.Errorf("emulator: unsupported public key type %T", pub)
 	}
 	cfg := tenantConfig{scopes: []string{scopeRead, scopeAdmin}}
 	for _, o := range opts {
@@ -169,7 +169,7 @@ func (s *Server) AddTenant(clientID, secret string, pub crypto.PublicKey, keyID 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.tenants[clientID]; ok {
-		return fmt.Errorf("upvesttest: tenant %s already exists", clientID)
+		return fmt.Errorf("emulator: tenant %s already exists", clientID)
 	}
 	s.tenants[clientID] = &tenant{clientID: clientID, secret: secret, keyID: keyID, pub: pub, scopes: cfg.scopes}
 	return nil
@@ -242,7 +242,7 @@ func (s *Server) recordFailure(r *http.Request, signature bool, detail string) {
 		Signature: signature,
 		Detail:    detail,
 	}
-	s.cfg.log.Info().Str("method", f.Method).Str("path", f.Path).Str("client_id", f.ClientID).Str("detail", detail).Msg("upvesttest: unauthorised")
+	s.cfg.log.Info().Str("method", f.Method).Str("path", f.Path).Str("client_id", f.ClientID).Str("detail", detail).Msg("emulator: unauthorised")
 	s.mu.Lock()
 	s.failures = append(s.failures, f)
 	s.mu.Unlock()

@@ -1,4 +1,4 @@
-package upvesttest
+package emulator
 
 import (
 	"crypto/ecdsa"
@@ -24,7 +24,7 @@ type signingKey struct {
 func newSigningKey() (*signingKey, error) {
 	k, err := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("upvesttest: generating signing key: %w", err)
+		return nil, fmt.Errorf("emulator: generating signing key: %w", err)
 	}
 	return &signingKey{kid: uuid.NewString(), key: k}, nil
 }
@@ -78,18 +78,18 @@ func (s *Server) JWKS() ([]byte, error) {
 	for _, k := range keys {
 		j, err := jwk.FromRaw(&k.key.PublicKey)
 		if err != nil {
-			return nil, fmt.Errorf("upvesttest: jwk: %w", err)
+			return nil, fmt.Errorf("emulator: jwk: %w", err)
 		}
 		if err := j.Set(jwk.KeyIDKey, k.kid); err != nil {
-			return nil, fmt.Errorf("upvesttest: jwk: %w", err)
+			return nil, fmt.Errorf("emulator: jwk: %w", err)
 		}
 		if err := set.AddKey(j); err != nil {
-			return nil, fmt.Errorf("upvesttest: jwk: %w", err)
+			return nil, fmt.Errorf("emulator: jwk: %w", err)
 		}
 	}
 	b, err := json.Marshal(set)
 	if err != nil {
-		return nil, fmt.Errorf("upvesttest: jwks: %w", err)
+		return nil, fmt.Errorf("emulator: jwks: %w", err)
 	}
 	return b, nil
 }

@@ -1,4 +1,4 @@
-package upvesttest
+package emulator
 
 import (
 	"context"
@@ -149,13 +149,13 @@ func New(opts ...Option) (*Server, error) {
 		o(&cfg)
 	}
 	if cfg.delayScale <= 0 || cfg.backoffScale <= 0 {
-		return nil, errors.New("upvesttest: time scales must be > 0")
+		return nil, errors.New("emulator: time scales must be > 0")
 	}
 	if cfg.tokenLifetime < time.Second {
-		return nil, errors.New("upvesttest: token lifetime must be at least 1s")
+		return nil, errors.New("emulator: token lifetime must be at least 1s")
 	}
 	if cfg.now == nil {
-		return nil, errors.New("upvesttest: nil clock")
+		return nil, errors.New("emulator: nil clock")
 	}
 	client := cfg.client
 	if client == nil {
@@ -173,7 +173,7 @@ func New(opts ...Option) (*Server, error) {
 	}
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
-		return nil, fmt.Errorf("upvesttest: listen: %w", err)
+		return nil, fmt.Errorf("emulator: listen: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
@@ -200,7 +200,7 @@ func New(opts ...Option) (*Server, error) {
 	go func() {
 		defer s.wg.Done()
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.cfg.log.Error().Err(err).Msg("upvesttest: serve")
+			s.cfg.log.Error().Err(err).Msg("emulator: serve")
 		}
 	}()
 	return s, nil
@@ -386,7 +386,7 @@ func (s *Server) serve(rt route) http.Handler {
 
 		if res, handled := s.applyFault(w, r); handled {
 			if res != nil {
-				log.Debug().Int("status", res.status).Msg("upvesttest: injected fault")
+				log.Debug().Int("status", res.status).Msg("emulator: injected fault")
 				res.write(w, r, requestID)
 			}
 			return
@@ -404,7 +404,7 @@ func (s *Server) serve(rt route) http.Handler {
 		}
 
 		res := s.dispatch(r, body, rt, isToken)
-		log.Debug().Int("status", res.status).Msg("upvesttest: api call")
+		log.Debug().Int("status", res.status).Msg("emulator: api call")
 		res.write(w, r, requestID)
 	})
 }

@@ -1,4 +1,4 @@
-package upvesttest
+package emulator
 
 import (
 	"bytes"
@@ -22,8 +22,8 @@ import (
 
 // Sentinel errors of the inspection and manipulation methods.
 var (
-	ErrUnknownTenant  = errors.New("upvesttest: unknown tenant")
-	ErrUnknownWebhook = errors.New("upvesttest: unknown webhook")
+	ErrUnknownTenant  = errors.New("emulator: unknown tenant")
+	ErrUnknownWebhook = errors.New("emulator: unknown webhook")
 )
 
 // Defaults Upvest applies when a subscription omits them (inferred: the API
@@ -444,7 +444,7 @@ func (s *Server) EditWebhook(id string, edit func(*Webhook)) error {
 	edit(&w)
 	w.ID, w.CreatedAt = wh.ID, wh.CreatedAt
 	if d := validate(w); d != "" {
-		return fmt.Errorf("upvesttest: invalid webhook: %s", d)
+		return fmt.Errorf("emulator: invalid webhook: %s", d)
 	}
 	w.UpdatedAt = s.now()
 	wh.Webhook = w
@@ -478,7 +478,7 @@ func (s *Server) CreateWebhook(clientID string, w Webhook) (Webhook, error) {
 	w.Config.Delay = cmp.Or(w.Config.Delay, DefaultDelay)
 	w.Config.MaxPackageSize = cmp.Or(w.Config.MaxPackageSize, DefaultMaxPackageSize)
 	if d := validate(w); d != "" {
-		return Webhook{}, fmt.Errorf("upvesttest: invalid webhook: %s", d)
+		return Webhook{}, fmt.Errorf("emulator: invalid webhook: %s", d)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,4 +1,4 @@
-// Package upvesttest is an in-process emulator of the Upvest Investment API,
+// Package emulator is an in-process emulator of the Upvest Investment API,
 // for tests (like net/http/httptest) and for `relay demo`.
 //
 // It behaves as UPVEST.md describes Upvest on the wire:
@@ -40,4 +40,4 @@
 //     relay can run on a laptop.
 //
 // Everything a Server starts is stopped by Close.
-package upvesttest
+package emulator

@@ -1,4 +1,4 @@
-package upvesttest
+package emulator
 
 import (
 	"math"
