@@ -7,7 +7,9 @@
 //	relay [serve]    run the relay (configured by RELAY_* variables)
 //	relay demo       the whole system on one machine, nothing configured
 //	relay replay     read events back from stream retention
-//	relay version    print the version
+//	relay check      diagnose the configuration, end to end
+//	relay keys       print Upvest's verification keys as a JWKS file
+//	relay version    print the version (also relay --version, -v)
 package main
 
 import (
@@ -17,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -49,6 +52,8 @@ func commands() []command {
 		{"serve", "run the relay: webhook ingress and subscription control loop (default)", runServe},
 		{"demo", "run embedded JetStream, an Upvest emulator and the relay, with a live view", runDemo},
 		{"replay", "print or republish events from stream retention", runReplay},
+		{"check", "diagnose the configuration: NATS, stream, Upvest, keys, subscription", runCheck},
+		{"keys", "print Upvest's verification keys, ready for RELAY_VERIFY_KEYS_FILE", runKeys},
 		{"version", "print the version", runVersion},
 	}
 }
@@ -63,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case "-h", "-help", "--help", "help":
 			usage(stdout)
 			return 0
+		case "-v", "-version", "--version":
+			name, args = "version", args[1:]
 		default:
 			if len(a) > 0 && a[0] != '-' {
 				name, args = a, args[1:]
@@ -88,8 +95,49 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	fmt.Fprintf(stderr, "relay: unknown command %q (try relay --help)\n", name)
+	if near := suggest(name); near != "" {
+		fmt.Fprintf(stderr, "relay: unknown command %q: did you mean %s? (try relay --help)\n", name, near)
+	} else {
+		fmt.Fprintf(stderr, "relay: unknown command %q (try relay --help)\n", name)
+	}
 	return 2
+}
+
+// suggest returns the command closest to name when it is a likely typo
+// (an edit distance of at most 2, or a prefix), else "".
+func suggest(name string) string {
+	best, bestD := "", 3
+	for _, c := range commands() {
+		d := editDistance(name, c.name)
+		if len(name) >= 2 && strings.HasPrefix(c.name, name) {
+			d = min(d, 1)
+		}
+		if d < bestD {
+			best, bestD = c.name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func usage(w io.Writer) {
