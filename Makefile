@@ -5,7 +5,13 @@ FUZZTIME ?= 3s
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test lint fuzz run demo docker bench load
+.PHONY: help build test lint fuzz run demo docker bench load examples
+
+.DEFAULT_GOAL := build
+
+## help: list the targets with what they do
+help:
+	@awk '/^## [a-z-]+:/ { sub(/^## /, ""); n = index($$0, ":"); printf "  %-10s %s\n", substr($$0, 1, n - 1), substr($$0, n + 2) }' $(MAKEFILE_LIST)
 
 ## build: static relay binary in bin/
 build:
@@ -46,6 +52,10 @@ bench:
 load:
 	$(GO) run ./cmd/relay-load $(LOADFLAGS)
 
-## docker: container image (needs a Docker engine)
+## examples: build and run the example consumer's test against an embedded JetStream
+examples:
+	$(GO) test -race -count=1 ./examples/...
+
+## docker: container image tagged and stamped with VERSION (needs a Docker engine)
 docker:
-	docker build -t upvest-relay:$(VERSION) .
+	docker build --build-arg VERSION=$(VERSION) -t upvest-relay:$(VERSION) .
