@@ -19,13 +19,13 @@ import (
 	"github.com/upvest-relay/upvest-relay/verify"
 )
 
-// TestConsumerHandlesEachOrderOnce runs the emulator delivering signed
+// TestConsumerCommandHandlesEachOrderOnce runs the emulator delivering signed
 // packages to the real relay handler, which publishes into an embedded
 // JetStream; then a copy of one order event (as relay replay --republish
 // makes, without a dedup id) and a handler failing its first attempt make
 // JetStream deliver some events twice. Every order is handled exactly once,
 // and nothing else is handled.
-func TestConsumerHandlesEachOrderOnce(t *testing.T) {
+func TestConsumerCommandHandlesEachOrderOnce(t *testing.T) {
 	ctx := context.Background()
 	emu, err := emulator.New(emulator.WithTimeScale(0.001))
 	if err != nil {
