@@ -5,7 +5,7 @@ FUZZTIME ?= 3s
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test lint fuzz run demo docker bench load
+.PHONY: build test lint fuzz run demo docker bench load chaos
 
 ## build: static relay binary in bin/
 build:
@@ -49,3 +49,14 @@ load:
 ## docker: container image (needs a Docker engine)
 docker:
 	docker build -t upvest-relay:$(VERSION) .
+
+TOOLS ?= $(CURDIR)/bin/tools
+NATS_SERVER_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
+CHAOSFLAGS ?=
+
+$(TOOLS)/nats-server: go.mod
+	GOBIN=$(TOOLS) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
+
+## chaos: fault campaign on a real 3-node nats-server cluster with two relay replicas (10 min; CHAOSFLAGS e.g. -duration 2m)
+chaos: build $(TOOLS)/nats-server
+	$(GO) run ./cmd/relay-chaos -relay $(BIN) -nats-server $(TOOLS)/nats-server $(CHAOSFLAGS)
