@@ -5,7 +5,7 @@ FUZZTIME ?= 3s
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 
-.PHONY: help build test lint fuzz run demo docker bench load examples
+.PHONY: help build test lint fuzz run demo docker bench load examples chaos
 
 .DEFAULT_GOAL := build
 
@@ -59,3 +59,14 @@ examples:
 ## docker: container image tagged and stamped with VERSION (needs a Docker engine)
 docker:
 	docker build --build-arg VERSION=$(VERSION) -t upvest-relay:$(VERSION) .
+
+TOOLS ?= $(CURDIR)/bin/tools
+NATS_SERVER_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
+CHAOSFLAGS ?=
+
+$(TOOLS)/nats-server: go.mod
+	GOBIN=$(TOOLS) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
+
+## chaos: fault campaign on a real 3-node nats-server cluster with two relay replicas (10 min; CHAOSFLAGS e.g. -duration 2m)
+chaos: build $(TOOLS)/nats-server
+	$(GO) run ./cmd/relay-chaos -relay $(BIN) -nats-server $(TOOLS)/nats-server $(CHAOSFLAGS)
