@@ -123,7 +123,7 @@ func TestConfigNeverShowsSecret(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
 		t.Fatalf("log line %s: %v", logged, err)
 	}
-	if got, want := len(line.Config), 28; got != want {
+	if got, want := len(line.Config), 36; got != want {
 		t.Errorf("log view has %d variables, want %d: %s", got, want, logged)
 	}
 	js, err := json.Marshal(c)
