@@ -22,7 +22,7 @@ func load(t *testing.T, env ...string) (config.Config, error) {
 }
 
 // TestDefaults checks Load with no RELAY_* variable set against
-// CONTRACT.md's configuration table.
+// docs/configuration.md.
 func TestDefaults(t *testing.T) {
 	t.Parallel()
 	got, err := load(t)
