@@ -190,7 +190,7 @@ func checkKeyPair(certVar, cert, keyVar, key string) error {
 	}
 	// tls's errors name neither the files nor their contents.
 	if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
-		return invalid(certVar, fmt.Errorf("with %s: %w", keyVar, err))
+		return invalid(certVar, fmt.Errorf("does not load as a pair with %s: %w", keyVar, err))
 	}
 	return nil
 }
