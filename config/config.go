@@ -1,19 +1,18 @@
 package config
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
+	"github.com/rs/zerolog"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/kelseyhightower/envconfig"
-	"github.com/rs/zerolog"
 )
 
 // Prefix starts the name of every configuration variable.
@@ -49,18 +48,26 @@ func (e *Error) Unwrap() []error {
 }
 
 // Config is the relay's configuration. Field comments name the variable each
-// field comes from; see Usage for defaults and meanings.
+// field comes from; see Usage or Reference for defaults and meanings.
 type Config struct {
 	// Ingress.
-	ListenAddr   string // RELAY_LISTEN_ADDR
-	WebhookPath  string // RELAY_WEBHOOK_PATH
-	AdminAddr    string // RELAY_ADMIN_ADDR
-	MaxBodyBytes int64  // RELAY_MAX_BODY_BYTES
+	ListenAddr     string         // RELAY_LISTEN_ADDR
+	WebhookPath    string         // RELAY_WEBHOOK_PATH
+	AdminAddr      string         // RELAY_ADMIN_ADDR
+	MaxBodyBytes   int64          // RELAY_MAX_BODY_BYTES
+	TLSCertFile    string         // RELAY_TLS_CERT_FILE; empty: plain HTTP
+	TLSKeyFile     string         // RELAY_TLS_KEY_FILE; set with TLSCertFile
+	AllowedSources []netip.Prefix // RELAY_ALLOWED_SOURCES; empty: any source
+	TrustedProxies []netip.Prefix // RELAY_TRUSTED_PROXIES; empty: none
 
 	// NATS and the stream.
 	NATSURL         string        // RELAY_NATS_URL; empty: embedded server
 	NATSCreds       string        // RELAY_NATS_CREDS
+	NATSTLSCAFile   string        // RELAY_NATS_TLS_CA_FILE
+	NATSTLSCertFile string        // RELAY_NATS_TLS_CERT_FILE
+	NATSTLSKeyFile  string        // RELAY_NATS_TLS_KEY_FILE; set with NATSTLSCertFile
 	DataDir         string        // RELAY_DATA_DIR
+	EmbeddedSync    time.Duration // RELAY_EMBEDDED_SYNC; 0 ("always"): fsync every write
 	Stream          string        // RELAY_STREAM
 	SubjectPrefix   string        // RELAY_SUBJECT_PREFIX
 	StreamReplicas  int           // RELAY_STREAM_REPLICAS
@@ -90,89 +97,89 @@ type Config struct {
 	LogFormat string        // RELAY_LOG_FORMAT: "json" or "console"
 }
 
-// Load builds a Config from the process environment with envconfig.
+// Load builds a Config from the process environment: FromEnviron of
+// os.Environ().
+func Load() (Config, error) {
+	return FromEnviron(os.Environ())
+}
+
+// FromEnviron builds a Config from environ, "NAME=value" entries as
+// os.Environ returns them; entries without the RELAY_ prefix are ignored,
+// and of a name given twice the first counts (as for os.Getenv).
 // Variables not set take their defaults; a variable set to the empty string
-// is empty (envconfig's rule).
+// is empty (envconfig's rule), which for most is an error.
 //
 // The error, if any, is an *Error for the first offending variable: unknown
-// RELAY_* names first (in sorted order), then the variables in Usage order,
-// then rules that involve several variables.
-func Load() (Config, error) {
-	var c Config
-	s := c.spec()
-	if err := envconfig.CheckDisallowed(envPrefix, s); err != nil {
-		return Config{}, unknownError(s, err)
-	}
-	if err := envconfig.Process(envPrefix, s); err != nil {
-		// A ParseError's own message repeats the value, which may be the
-		// secret or a URL with a password: keep only the decoder's error.
-		if pe, ok := errors.AsType[*envconfig.ParseError](err); ok {
-			return Config{}, invalid(pe.KeyName, pe.Err)
+// RELAY_* names first (in sorted order, with the closest known name
+// suggested), then the variables in Usage order, then the rules that
+// involve several variables, in Reference order. It never repeats the
+// client secret or the user information of a URL.
+func FromEnviron(environ []string) (Config, error) {
+	env := make(map[string]string)
+	for _, kv := range environ {
+		name, value, _ := strings.Cut(kv, "=")
+		if _, dup := env[name]; !dup && strings.HasPrefix(name, Prefix) {
+			env[name] = value
 		}
-		return Config{}, fmt.Errorf("config: %w", err) // not for this spec: no required tags
 	}
-	if err := c.check(); err != nil {
+	if err := checkUnknown(env); err != nil {
 		return Config{}, err
+	}
+	var c Config
+	for _, v := range variables {
+		value, ok := env[v.name]
+		if !ok {
+			value = v.def
+		}
+		if err := v.field(&c).Decode(value); err != nil {
+			return Config{}, invalid(v.name, err)
+		}
+	}
+	for _, r := range rules {
+		if err := r.check(&c); err != nil {
+			return Config{}, err
+		}
 	}
 	return c, nil
 }
 
-// unknownError turns CheckDisallowed's error, which names the first unknown
-// variable in environment order, into an *Error for the first in sorted
-// order, so that the answer does not depend on the order of the environment.
-func unknownError(s *spec, err error) error {
-	known := s.names()
+// checkUnknown reports the first unknown name of env in sorted order, so
+// that the answer does not depend on the order of the environment.
+func checkUnknown(env map[string]string) error {
 	var unknown []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, Prefix) && !slices.Contains(known, name) {
+	for name := range env {
+		if !slices.ContainsFunc(variables, func(v entry) bool { return v.name == name }) {
 			unknown = append(unknown, name)
 		}
 	}
-	if len(unknown) == 0 { // the environment changed in between
-		return fmt.Errorf("config: %w", err)
+	if len(unknown) == 0 {
+		return nil
 	}
-	return &Error{Var: slices.Min(unknown), Err: errors.New("unknown variable"), kind: ErrUnknown}
-}
-
-// check applies the rules that involve more than one variable.
-func (c *Config) check() error {
-	if c.WebhookURL != "" {
-		required := []struct {
-			name string
-			set  bool
-		}{
-			{"RELAY_UPVEST_CLIENT_ID", c.UpvestClientID != ""},
-			{"RELAY_UPVEST_CLIENT_SECRET", !c.UpvestClientSecret.IsZero()},
-			{"RELAY_UPVEST_SIGNING_KEY_FILE", c.UpvestSigningKeyFile != ""},
-			{"RELAY_UPVEST_SIGNING_KEY_ID", c.UpvestSigningKeyID != ""},
-		}
-		for _, r := range required {
-			if !r.set {
-				return invalid(r.name, errors.New("required when RELAY_WEBHOOK_URL is set"))
-			}
-		}
+	name := slices.Min(unknown)
+	msg := "unknown variable"
+	if near := closest(name); near != "" {
+		msg += "; did you mean " + near + "?"
 	}
-	if c.DuplicateWindow > c.StreamMaxAge {
-		return invalid("RELAY_DUPLICATE_WINDOW", fmt.Errorf("must not exceed RELAY_STREAM_MAX_AGE (%s), got %s", c.StreamMaxAge, c.DuplicateWindow))
-	}
-	if c.AdminAddr == c.ListenAddr {
-		if _, port, _ := net.SplitHostPort(c.AdminAddr); port != "0" {
-			return invalid("RELAY_ADMIN_ADDR", fmt.Errorf("must differ from RELAY_LISTEN_ADDR, got %s", quote(c.AdminAddr)))
-		}
-	}
-	return nil
+	return &Error{Var: name, Err: errors.New(msg), kind: ErrUnknown}
 }
 
 func invalid(name string, err error) *Error {
 	return &Error{Var: name, Err: err, kind: ErrInvalid}
 }
 
+// visit calls fn with the name and the value of every variable of c, in
+// Usage order.
+func (c *Config) visit(fn func(name string, v variable)) {
+	for _, v := range variables {
+		fn(v.name, v.field(c))
+	}
+}
+
 // MarshalZerologObject implements zerolog.LogObjectMarshaler: one string field
 // per variable, named as the variable, with the client secret and the user
 // information of URLs redacted.
 func (c Config) MarshalZerologObject(e *zerolog.Event) {
-	c.spec().visit(func(name string, v variable) {
+	c.visit(func(name string, v variable) {
 		e.Str(name, v.String())
 	})
 }
@@ -181,7 +188,7 @@ func (c Config) MarshalZerologObject(e *zerolog.Event) {
 // redacted as in MarshalZerologObject.
 func (c Config) String() string {
 	var b strings.Builder
-	c.spec().visit(func(name string, v variable) {
+	c.visit(func(name string, v variable) {
 		if b.Len() > 0 {
 			b.WriteByte(' ')
 		}
@@ -203,7 +210,7 @@ func (c Config) Format(f fmt.State, verb rune) {
 func (c Config) MarshalJSON() ([]byte, error) {
 	b := []byte{'{'}
 	var err error
-	c.spec().visit(func(name string, v variable) {
+	c.visit(func(name string, v variable) {
 		if len(b) > 1 {
 			b = append(b, ',')
 		}
@@ -219,10 +226,14 @@ func (c Config) MarshalJSON() ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// usageFormat is the envconfig.Usagef template for Usage's table, whose
-// columns a tabwriter aligns.
-const usageFormat = "  VARIABLE\tDEFAULT\tMEANING\n" +
-	"{{range .}}  {{usage_key .}}\t{{or (usage_default .) \"(empty)\"}}\t{{usage_description .}}\n{{end}}"
+// Names returns the name of every variable, in Usage order.
+func Names() []string {
+	names := make([]string, len(variables))
+	for i, v := range variables {
+		names[i] = v.name
+	}
+	return names
+}
 
 // Usage returns a table of every variable with its default and meaning, for
 // --help output.
@@ -230,9 +241,9 @@ func Usage() string {
 	var b strings.Builder
 	b.WriteString("Environment (unknown " + Prefix + "* variables are an error):\n\n")
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	var c Config
-	if err := envconfig.Usagef(envPrefix, c.spec(), w, usageFormat); err != nil {
-		panic("config: " + err.Error()) // a fixed template on a fixed spec
+	fmt.Fprintln(w, "  VARIABLE\tDEFAULT\tMEANING")
+	for _, v := range variables {
+		fmt.Fprintf(w, "  %s\t%s\t%s\n", v.name, cmp.Or(v.def, "(empty)"), v.desc)
 	}
 	w.Flush()
 	return b.String()

@@ -13,20 +13,18 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/upvest-relay/upvest-relay/config"
-	"github.com/upvest-relay/upvest-relay/config/configtest"
 )
 
-// load runs config.Load on an environment whose RELAY_* variables are
-// exactly env.
+// load runs config.FromEnviron on env, so that tests can run in parallel.
 func load(t *testing.T, env ...string) (config.Config, error) {
 	t.Helper()
-	configtest.SetEnv(t, env...)
-	return config.Load()
+	return config.FromEnviron(env)
 }
 
 // TestDefaults checks Load with no RELAY_* variable set against
-// CONTRACT.md's configuration table.
+// docs/configuration.md.
 func TestDefaults(t *testing.T) {
+	t.Parallel()
 	got, err := load(t)
 	if err != nil {
 		t.Fatalf("Load error = %v, want nil", err)
@@ -77,6 +75,7 @@ func writeFile(t *testing.T, name string) string {
 }
 
 func TestLoadEveryVariable(t *testing.T) {
+	t.Parallel()
 	key := writeFile(t, "key.pem")
 	jwks := writeFile(t, "jwks.json")
 	creds := writeFile(t, "nats.creds")
@@ -157,6 +156,7 @@ func TestLoadEveryVariable(t *testing.T) {
 // even a variable's own name without it (envconfig's fallback for
 // envconfig:"NAME" tags), configure nothing.
 func TestLoadReadsOnlyPrefixedNames(t *testing.T) {
+	t.Parallel()
 	got, err := load(t, "STREAM=OTHER", "LOG_LEVEL=verbose", "DATA_DIR=", "LISTEN_ADDR=x", "RELAY_STREAM=MINE")
 	if err != nil {
 		t.Fatalf("Load error = %v, want nil", err)
@@ -169,6 +169,7 @@ func TestLoadReadsOnlyPrefixedNames(t *testing.T) {
 // TestLoadSetButEmpty checks envconfig's rule: a variable set to "" is
 // empty, not its default.
 func TestLoadSetButEmpty(t *testing.T) {
+	t.Parallel()
 	got, err := load(t, "RELAY_UPVEST_BASE_URL=https://api.upvest.co", "RELAY_WEBHOOK_URL=", "RELAY_NATS_URL=")
 	if err != nil {
 		t.Fatalf("Load error = %v, want nil", err)
@@ -183,6 +184,7 @@ func TestLoadSetButEmpty(t *testing.T) {
 }
 
 func TestLoadUnknown(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		environ []string
@@ -196,6 +198,7 @@ func TestLoadUnknown(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			_, err := load(t, tt.environ...)
 			checkError(t, err, config.ErrUnknown, tt.wantVar)
 		})
@@ -226,6 +229,7 @@ func checkError(t *testing.T, err, sentinel error, name string) {
 }
 
 func TestLoadInvalid(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	tests := []struct {
 		env     string // NAME=value
@@ -322,6 +326,7 @@ func TestLoadInvalid(t *testing.T) {
 	for _, tt := range tests {
 		name, _, _ := strings.Cut(tt.env, "=")
 		t.Run(shorten(tt.env), func(t *testing.T) {
+			t.Parallel()
 			_, err := load(t, tt.env)
 			wantVar := name
 			if tt.wantMsg != "" {
@@ -343,6 +348,7 @@ func shorten(s string) string {
 }
 
 func TestLoadFileErrorsWrapCause(t *testing.T) {
+	t.Parallel()
 	_, err := load(t, "RELAY_VERIFY_KEYS_FILE=/nonexistent/jwks.json")
 	checkError(t, err, config.ErrInvalid, "RELAY_VERIFY_KEYS_FILE")
 	if !errors.Is(err, fs.ErrNotExist) {
@@ -351,6 +357,7 @@ func TestLoadFileErrorsWrapCause(t *testing.T) {
 }
 
 func TestLoadWebhookURLRequiresCredentials(t *testing.T) {
+	t.Parallel()
 	key := writeFile(t, "key.pem")
 	all := []string{
 		"RELAY_UPVEST_CLIENT_ID=client",
@@ -366,6 +373,7 @@ func TestLoadWebhookURLRequiresCredentials(t *testing.T) {
 	}
 	for i, missing := range names {
 		t.Run(missing, func(t *testing.T) {
+			t.Parallel()
 			// Leave out the i-th and every later one: the error names the
 			// first missing.
 			environ := append([]string{"RELAY_WEBHOOK_URL=https://relay.example.com/hook"}, all[:i]...)
@@ -377,12 +385,14 @@ func TestLoadWebhookURLRequiresCredentials(t *testing.T) {
 		})
 	}
 	t.Run("all set", func(t *testing.T) {
+		t.Parallel()
 		environ := append([]string{"RELAY_WEBHOOK_URL=http://localhost:8080/hook"}, all...)
 		if _, err := load(t, environ...); err != nil {
 			t.Errorf("Load error = %v, want nil", err)
 		}
 	})
 	t.Run("not needed without webhook URL", func(t *testing.T) {
+		t.Parallel()
 		if _, err := load(t, "RELAY_WEBHOOK_URL="); err != nil {
 			t.Errorf("Load error = %v, want nil", err)
 		}
@@ -390,12 +400,14 @@ func TestLoadWebhookURLRequiresCredentials(t *testing.T) {
 }
 
 func TestLoadListenAndAdminOnPortZero(t *testing.T) {
+	t.Parallel()
 	if _, err := load(t, "RELAY_LISTEN_ADDR=127.0.0.1:0", "RELAY_ADMIN_ADDR=127.0.0.1:0"); err != nil {
 		t.Errorf("Load error = %v, want nil", err)
 	}
 }
 
 func TestUsage(t *testing.T) {
+	t.Parallel()
 	usage := config.Usage()
 	for _, want := range []string{
 		"RELAY_LISTEN_ADDR", ":8080", "RELAY_WEBHOOK_PATH", "/webhooks/upvest", "RELAY_ADMIN_ADDR", ":9090",
@@ -413,8 +425,8 @@ func TestUsage(t *testing.T) {
 			t.Errorf("Usage() lacks %q:\n%s", want, usage)
 		}
 	}
-	// 28 variables, a heading and a column header; nothing wraps.
-	if got, want := strings.Count(usage, "\n  RELAY_"), 28; got != want {
+	// 36 variables, a heading and a column header; nothing wraps.
+	if got, want := strings.Count(usage, "\n  RELAY_"), 36; got != want {
 		t.Errorf("Usage() lists %d variables, want %d:\n%s", got, want, usage)
 	}
 }

@@ -1,27 +1,35 @@
-// Package config turns the process environment into a validated Config.
+// Package config turns the environment into a validated Config.
 //
-// Every variable is named RELAY_<NAME>; the full list with defaults and
-// meanings is Usage. Load reads the process environment with envconfig
-// (github.com/kelseyhightower/envconfig): CheckDisallowed rejects unknown
-// RELAY_* names, and Process fills a spec struct whose tags carry each
-// variable's default and meaning (Usage prints them with envconfig.Usagef).
-// A variable that is set but empty is empty, not its default. Each spec field
-// points at the Config field it sets, and its type is an envconfig.Decoder
-// that validates as it parses, so the first bad variable in Usage order stops
-// Load. Names come from split_words on the field names rather than
-// envconfig:"NAME" tags, because envconfig would fall back to a tag's
-// unprefixed name (LOG_LEVEL for RELAY_LOG_LEVEL) when the prefixed one is
-// unset. Tests set the environment with t.Setenv.
+// Every variable is named RELAY_<NAME> and declared once, in the variables
+// table: name, default, one-line meaning, and the Config field it sets,
+// typed so that its Decode (an envconfig.Decoder) parses and validates and
+// its String shows the value with credentials redacted. That table drives
+// parsing (FromEnviron, and Load over the process environment), the
+// redacted views of a Config (fmt, JSON, zerolog), Usage (the --help table)
+// and Reference (the generated docs/configuration.md). Rules that involve
+// several variables are a second table, rules, checked after every variable
+// has decoded and listed in Reference too. envconfig's reflection walker is
+// not used: it reads only the process environment, and tests give
+// FromEnviron their own environment so that they can run in parallel.
 //
-// Errors: Load returns the first problem it finds as an *Error, a single line
-// "config: RELAY_<NAME>: <what is wrong>" that wraps ErrUnknown (a RELAY_*
-// name that is not a variable; with several, the first in sorted order) or
-// ErrInvalid (a bad or missing value). envconfig's own errors are not shown:
-// a ParseError repeats the raw value, so only the decoder's error is kept.
-// Bad values are quoted (cut after 64 bytes), except the client secret, which
-// never appears in an error or log, and URLs, whose user information (a
-// password, or a NATS token) is shown as xxxxx. Files named by *_FILE and
-// RELAY_NATS_CREDS must be readable when set; they are not parsed here.
+// A variable that is not set takes its default; one set but empty is empty
+// (envconfig's rule), which for most variables is an error. Names without
+// the prefix are ignored, so LOG_LEVEL or DATA_DIR meant for something else
+// never configure the relay.
+//
+// Errors: FromEnviron returns the first problem it finds as an *Error, a
+// single line "config: RELAY_<NAME>: <what is wrong>" that wraps ErrUnknown
+// (a RELAY_* name that is not a variable; with several, the first in sorted
+// order, with the closest known name suggested) or ErrInvalid (a bad or
+// missing value). Bad values are quoted (cut after 64 bytes), except the
+// client secret, which never appears in an error or log, and URLs, whose
+// user information (a password, or a NATS token) is shown as xxxxx. Files
+// named by *_FILE and RELAY_NATS_CREDS must be readable when set;
+// certificate and key pairs must load together (tls.LoadX509KeyPair) and a
+// CA file must hold a PEM certificate. Other files are not parsed here.
+//
+// Rules shared with other packages are exported so that they live here
+// only: ValidStreamName, ValidReplicas and ValidDuplicateWindow.
 //
 // Secrets: RELAY_UPVEST_CLIENT_SECRET is a Secret, which prints, marshals and
 // logs as [REDACTED]; only Reveal returns it. A Config prints (fmt, any verb),

@@ -23,7 +23,7 @@ func NewSecret(value string) Secret {
 }
 
 // Decode implements envconfig.Decoder: it sets the secret to value and
-// never fails, so envconfig never reports (and never repeats) a secret.
+// never fails, so no error ever repeats a secret.
 func (s *Secret) Decode(value string) error {
 	s.value = value
 	return nil

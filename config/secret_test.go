@@ -44,6 +44,7 @@ func printouts(t *testing.T, v any) map[string]string {
 }
 
 func TestSecret(t *testing.T) {
+	t.Parallel()
 	s := config.NewSecret(secretValue)
 	if got := s.Reveal(); got != secretValue {
 		t.Errorf("Reveal() = %q, want %q", got, secretValue)
@@ -69,6 +70,7 @@ func TestSecret(t *testing.T) {
 }
 
 func TestSecretEmpty(t *testing.T) {
+	t.Parallel()
 	var s config.Secret
 	if !s.IsZero() {
 		t.Errorf("IsZero() = false, want true")
@@ -89,6 +91,7 @@ func TestSecretEmpty(t *testing.T) {
 // checks that the client secret and the NATS and webhook URL credentials
 // never show.
 func TestConfigNeverShowsSecret(t *testing.T) {
+	t.Parallel()
 	key := writeFile(t, "key.pem")
 	environ := []string{
 		"RELAY_UPVEST_CLIENT_ID=client",
@@ -123,7 +126,7 @@ func TestConfigNeverShowsSecret(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
 		t.Fatalf("log line %s: %v", logged, err)
 	}
-	if got, want := len(line.Config), 28; got != want {
+	if got, want := len(line.Config), 36; got != want {
 		t.Errorf("log view has %d variables, want %d: %s", got, want, logged)
 	}
 	js, err := json.Marshal(c)
@@ -155,6 +158,7 @@ func TestConfigNeverShowsSecret(t *testing.T) {
 // TestErrorsNeverShowSecret checks errors that involve the secret or a
 // credential-bearing URL.
 func TestErrorsNeverShowSecret(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		environ []string
@@ -177,6 +181,7 @@ func TestErrorsNeverShowSecret(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			_, err := load(t, tt.environ...)
 			if err == nil {
 				t.Fatal("Load error = nil, want one")

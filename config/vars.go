@@ -3,137 +3,21 @@ package config
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path"
-	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"text/template"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
 	"github.com/rs/zerolog"
 
 	"github.com/upvest-relay/upvest-relay/subjects"
 )
-
-// envPrefix is Prefix as envconfig takes it: it adds the '_' itself.
-const envPrefix = "RELAY"
-
-// spec is what envconfig fills: one field per variable, in CONTRACT.md's
-// order, which is Usage's and the log view's. Each field points at the
-// Config field it sets, and its type decodes (validating) and shows
-// (redacting) that variable.
-//
-// The names come from the field names with split_words (ListenAddr:
-// RELAY_LISTEN_ADDR), not from envconfig:"NAME" tags: envconfig falls back
-// to a tag's unprefixed name when the prefixed one is unset, so a tag would
-// let LOG_LEVEL or DATA_DIR meant for something else configure the relay.
-type spec struct {
-	ListenAddr            *hostPort      `split_words:"true" default:":8080" desc:"webhook ingress listener (host:port)"`
-	WebhookPath           *urlPath       `split_words:"true" default:"/webhooks/upvest" desc:"path Upvest POSTs to"`
-	AdminAddr             *hostPort      `split_words:"true" default:":9090" desc:"/healthz, /readyz, /metrics (Prometheus) listener (host:port)"`
-	NatsURL               *natsURLs      `split_words:"true" desc:"NATS servers, comma-separated; empty = start an embedded JetStream server"`
-	NatsCreds             *filePath      `split_words:"true" desc:"NATS credentials file"`
-	DataDir               *nonEmpty      `split_words:"true" default:"./data" desc:"embedded server's JetStream store"`
-	Stream                *streamName    `split_words:"true" default:"UPVEST" desc:"stream name (created or updated at start to match config)"`
-	SubjectPrefix         *subjectPrefix `split_words:"true" default:"upvest" desc:"first subject token(s)"`
-	StreamReplicas        *replicas      `split_words:"true" default:"1" desc:"stream replicas, 1-5 (3 on a cluster)"`
-	StreamMaxAge          *duration      `split_words:"true" default:"720h" desc:"retention for replay"`
-	DuplicateWindow       *duration      `split_words:"true" default:"2h" desc:"JetStream dedup window on Nats-Msg-Id (at most RELAY_STREAM_MAX_AGE)"`
-	UpvestBaseURL         *baseURL       `split_words:"true" default:"https://sandbox.upvest.co" desc:"Upvest API"`
-	UpvestClientID        *printable     `split_words:"true" desc:"OAuth client id (required with RELAY_WEBHOOK_URL)"`
-	UpvestClientSecret    *Secret        `split_words:"true" desc:"OAuth client secret (required with RELAY_WEBHOOK_URL)"`
-	UpvestSigningKeyFile  *filePath      `split_words:"true" desc:"tenant private key, PEM, P-521 or Ed25519, for signing API calls (required with RELAY_WEBHOOK_URL)"`
-	UpvestSigningKeyID    *printable     `split_words:"true" desc:"key id of the tenant private key (required with RELAY_WEBHOOK_URL)"`
-	VerifyKeysFile        *filePath      `split_words:"true" desc:"static JWKS file instead of fetching /auth/verify_keys"`
-	SignatureMaxAge       *duration      `split_words:"true" default:"5m" desc:"reject signatures whose created is older than this"`
-	ClockSkew             *duration      `split_words:"true" default:"30s" desc:"tolerance for created in the future and expires in the past"`
-	MaxBodyBytes          *bodyBytes     `split_words:"true" default:"16777216" desc:"larger bodies get 413"`
-	WebhookURL            *webhookURL    `split_words:"true" desc:"public URL to keep registered upstream; empty = control loop off"`
-	WebhookTitle          *title         `split_words:"true" default:"upvest-relay" desc:"subscription title (1-32 of a-z A-Z 0-9 space ()[]{}.-)"`
-	WebhookTypes          *webhookTypes  `split_words:"true" default:"ALL" desc:"comma list of event families, or ALL"`
-	WebhookDelay          *delay         `split_words:"true" default:"5s" desc:"subscription batching: longest collection time (1s-99s or 1m-99m)"`
-	WebhookMaxPackageSize *packageSize   `split_words:"true" default:"1048576" desc:"subscription batching: package size in bytes (100-1048576)"`
-	ReconcileInterval     *duration      `split_words:"true" default:"1m" desc:"control-loop period"`
-	LogLevel              *logLevel      `split_words:"true" default:"info" desc:"zerolog level: trace, debug, info, warn, error, fatal, panic or disabled"`
-	LogFormat             *logFormat     `split_words:"true" default:"json" desc:"json or console"`
-}
-
-// spec returns the spec bound to the fields of c.
-func (c *Config) spec() *spec {
-	return &spec{
-		ListenAddr:            (*hostPort)(&c.ListenAddr),
-		WebhookPath:           (*urlPath)(&c.WebhookPath),
-		AdminAddr:             (*hostPort)(&c.AdminAddr),
-		NatsURL:               (*natsURLs)(&c.NATSURL),
-		NatsCreds:             (*filePath)(&c.NATSCreds),
-		DataDir:               (*nonEmpty)(&c.DataDir),
-		Stream:                (*streamName)(&c.Stream),
-		SubjectPrefix:         (*subjectPrefix)(&c.SubjectPrefix),
-		StreamReplicas:        (*replicas)(&c.StreamReplicas),
-		StreamMaxAge:          (*duration)(&c.StreamMaxAge),
-		DuplicateWindow:       (*duration)(&c.DuplicateWindow),
-		UpvestBaseURL:         (*baseURL)(&c.UpvestBaseURL),
-		UpvestClientID:        (*printable)(&c.UpvestClientID),
-		UpvestClientSecret:    &c.UpvestClientSecret,
-		UpvestSigningKeyFile:  (*filePath)(&c.UpvestSigningKeyFile),
-		UpvestSigningKeyID:    (*printable)(&c.UpvestSigningKeyID),
-		VerifyKeysFile:        (*filePath)(&c.VerifyKeysFile),
-		SignatureMaxAge:       (*duration)(&c.SignatureMaxAge),
-		ClockSkew:             (*duration)(&c.ClockSkew),
-		MaxBodyBytes:          (*bodyBytes)(&c.MaxBodyBytes),
-		WebhookURL:            (*webhookURL)(&c.WebhookURL),
-		WebhookTitle:          (*title)(&c.WebhookTitle),
-		WebhookTypes:          (*webhookTypes)(&c.WebhookTypes),
-		WebhookDelay:          (*delay)(&c.WebhookDelay),
-		WebhookMaxPackageSize: (*packageSize)(&c.WebhookMaxPackageSize),
-		ReconcileInterval:     (*duration)(&c.ReconcileInterval),
-		LogLevel:              (*logLevel)(&c.LogLevel),
-		LogFormat:             (*logFormat)(&c.LogFormat),
-	}
-}
-
-// variable is the type of every spec field: Decode (envconfig.Decoder)
-// parses and validates text, its error naming no variable; String shows
-// the value for logs, with secrets and URL user information redacted.
-type variable interface {
-	envconfig.Decoder
-	fmt.Stringer
-}
-
-// visitTemplate hands every variable envconfig finds in a spec, with the
-// name envconfig gives it, to the template function "visit".
-var visitTemplate = template.Must(template.New("visit").Funcs(template.FuncMap{
-	"visit": func(string, reflect.Value) string { return "" },
-}).Parse(`{{range .}}{{visit .Key .Field}}{{end}}`))
-
-// visit calls fn with the name and the value of every variable in s, in
-// order. The names are envconfig's own (Usaget's variable list), so they are
-// exactly the ones Process reads and CheckDisallowed allows.
-func (s *spec) visit(fn func(name string, v variable)) {
-	t := template.Must(visitTemplate.Clone()).Funcs(template.FuncMap{
-		"visit": func(name string, field reflect.Value) string {
-			fn(name, field.Addr().Interface().(variable))
-			return ""
-		},
-	})
-	if err := envconfig.Usaget(envPrefix, s, io.Discard, t); err != nil {
-		panic("config: " + err.Error()) // s is a struct pointer whose fields all decode
-	}
-}
-
-// names returns the name of every variable, in order.
-func (s *spec) names() []string {
-	var names []string
-	s.visit(func(name string, _ variable) { names = append(names, name) })
-	return names
-}
 
 // setString sets *p to s if check accepts it.
 func setString[T ~string](p *T, s string, check func(string) error) error {
@@ -222,7 +106,7 @@ func parseInt(s string, min, max int64) (int64, error) {
 type replicas int
 
 func (v *replicas) Decode(s string) error {
-	n, err := parseInt(s, 1, 5)
+	n, err := parseInt(s, minReplicas, maxReplicas)
 	if err != nil {
 		return err
 	}
@@ -273,6 +157,89 @@ func (v *duration) Decode(s string) error {
 }
 
 func (v *duration) String() string { return time.Duration(*v).String() }
+
+// syncInterval is RELAY_EMBEDDED_SYNC: "always" (0, fsync every write) or
+// a positive duration, JetStream's sync interval.
+type syncInterval time.Duration
+
+// syncAlways is the word for fsync on every write.
+const syncAlways = "always"
+
+func (v *syncInterval) Decode(s string) error {
+	if s == syncAlways {
+		*v = 0
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("must be always or a positive duration such as 10s or 2m, got %s", quote(s))
+	}
+	*v = syncInterval(d)
+	return nil
+}
+
+func (v *syncInterval) String() string {
+	if *v == 0 {
+		return syncAlways
+	}
+	return time.Duration(*v).String()
+}
+
+// prefixes is RELAY_ALLOWED_SOURCES, RELAY_TRUSTED_PROXIES: empty, or a
+// comma list of CIDR prefixes and bare addresses (a /32 or /128). A prefix
+// with host bits set (10.0.0.1/8) is refused as a likely mistake; addresses
+// carry no zone.
+type prefixes []netip.Prefix
+
+func (v *prefixes) Decode(s string) error {
+	if strings.TrimSpace(s) == "" {
+		*v = nil
+		return nil
+	}
+	var list []netip.Prefix
+	for entry := range strings.SplitSeq(s, ",") {
+		entry = strings.TrimSpace(entry)
+		p, err := parsePrefix(entry)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(list, p) {
+			return fmt.Errorf("%s listed twice", quote(entry))
+		}
+		list = append(list, p)
+	}
+	*v = list
+	return nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if s == "" {
+		return netip.Prefix{}, errors.New("must be a comma list of CIDRs or IP addresses, with no empty entry")
+	}
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("must be a CIDR such as 10.0.0.0/8 or an IP address, got %s", quote(s))
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("must be a CIDR such as 10.0.0.0/8 or an IP address, got %s", quote(s))
+	}
+	if m := p.Masked(); m != p {
+		return netip.Prefix{}, fmt.Errorf("%s has host bits set; the network is %s", quote(s), m)
+	}
+	return p, nil
+}
+
+func (v *prefixes) String() string {
+	s := make([]string, len(*v))
+	for i, p := range *v {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
 
 // logLevel is RELAY_LOG_LEVEL, a zerolog level by name.
 type logLevel zerolog.Level
@@ -499,6 +466,38 @@ func checkPath(s string) error {
 // maxStreamName is nats-server's JSMaxNameLen.
 const maxStreamName = 255
 
+// Stream replicas JetStream allows.
+const (
+	minReplicas = 1
+	maxReplicas = 5
+)
+
+// ValidStreamName reports whether s can name a JetStream stream: 1 to 255
+// printable ASCII characters without spaces, '.', '*', '>', '/' or '\'.
+// The error names no variable.
+func ValidStreamName(s string) error { return checkStreamName(s) }
+
+// ValidReplicas reports whether n is a stream replica count, 1 to 5.
+func ValidReplicas(n int) error {
+	if n < minReplicas || n > maxReplicas {
+		return fmt.Errorf("must be between %d and %d, got %d", minReplicas, maxReplicas, n)
+	}
+	return nil
+}
+
+// ValidDuplicateWindow reports whether window can be the deduplication
+// window of a stream that keeps messages for maxAge: positive and at most
+// maxAge.
+func ValidDuplicateWindow(window, maxAge time.Duration) error {
+	switch {
+	case window <= 0:
+		return fmt.Errorf("must be positive, got %s", window)
+	case window > maxAge:
+		return fmt.Errorf("must not exceed RELAY_STREAM_MAX_AGE (%s), got %s", maxAge, window)
+	}
+	return nil
+}
+
 func checkStreamName(s string) error {
 	ok := s != "" && len(s) <= maxStreamName
 	for i := 0; ok && i < len(s); i++ {
@@ -524,17 +523,22 @@ func checkFile(s string) error {
 	}
 	f, err := os.Open(s)
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return fmt.Errorf("cannot read %s: %w", quote(s), err)
+		return fmt.Errorf("cannot read %s: %w", quote(s), unwrapPath(err))
 	}
 	defer f.Close()
 	if fi, err := f.Stat(); err == nil && fi.IsDir() {
 		return fmt.Errorf("%s is a directory, not a file", quote(s))
 	}
 	return nil
+}
+
+// unwrapPath returns the cause inside an *os.PathError, whose own message
+// repeats the operation and the path.
+func unwrapPath(err error) error {
+	if pe, ok := errors.AsType[*os.PathError](err); ok {
+		return pe.Err
+	}
+	return err
 }
 
 func checkNonEmpty(s string) error {

@@ -3,7 +3,7 @@
 // Upvest client signs what the relay sends, and the emulator does both the
 // other way round.
 //
-// It covers exactly what Upvest puts on the wire (see UPVEST.md):
+// It covers exactly what Upvest puts on the wire (see docs/upvest.md):
 //   - Signature-Input / Signature dictionaries (RFC 8941 structured fields,
 //     the subset RFC 9421 uses: inner lists of strings with parameters, and
 //     byte sequences);

@@ -4,7 +4,7 @@
 // acknowledged every message of the package. It also serves the admin
 // endpoints (/healthz, /readyz, /metrics) and builds the HTTP servers.
 //
-// The contract of Handler (CONTRACT.md, "Ingress"):
+// The contract of Handler (docs/contract.md, "Ingress"):
 //
 //	POST on the webhook path, valid signature, every message acked   200
 //	the same package again (JetStream dedup on Nats-Msg-Id = event id) 200

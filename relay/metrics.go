@@ -24,7 +24,7 @@ const (
 // not documented (yet); it keeps the label's cardinality bounded.
 const otherFamily = "other"
 
-// knownFamilies are Upvest's documented event families (UPVEST.md), as
+// knownFamilies are Upvest's documented event families (docs/upvest.md), as
 // subjects.Family renders them.
 var knownFamilies = func() map[string]bool {
 	m := make(map[string]bool)

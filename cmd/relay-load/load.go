@@ -29,7 +29,7 @@ import (
 	"github.com/upvest-relay/upvest-relay/verify"
 )
 
-// The relay's defaults from CONTRACT.md, so both runs see the stream the
+// The relay's defaults from docs/contract.md, so both runs see the stream the
 // relay would create.
 const (
 	streamName  = "UPVEST"
@@ -201,7 +201,7 @@ type wireEvent struct {
 }
 
 // makePackages generates n packages of k realistic events, each with the
-// CloudEvent messages the relay publishes for it (CONTRACT.md headers).
+// CloudEvent messages the relay publishes for it (docs/contract.md headers).
 func makePackages(g *emulator.Generator, n, k int) ([]pkg, error) {
 	pkgs := make([]pkg, n)
 	for i := range pkgs {

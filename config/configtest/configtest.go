@@ -1,5 +1,4 @@
-// Package configtest sets up the process environment for tests that load
-// the relay's configuration.
+// Package configtest helps tests that need the relay's configuration.
 package configtest
 
 import (
@@ -10,10 +9,23 @@ import (
 	"github.com/upvest-relay/upvest-relay/config"
 )
 
+// Load returns config.FromEnviron of env, "NAME=value" entries over the
+// defaults, and fails the test if it is refused. It touches no process
+// state, so tests using it may run in parallel.
+func Load(t testing.TB, env ...string) config.Config {
+	t.Helper()
+	c, err := config.FromEnviron(env)
+	if err != nil {
+		t.Fatalf("configtest.Load: %v", err)
+	}
+	return c
+}
+
 // SetEnv makes env, "NAME=value" entries, the process's only RELAY_*
 // variables for the rest of the test: every other RELAY_* variable is
 // unset, and t.Setenv restores them all afterwards (so no test using it
-// may run in parallel).
+// may run in parallel). Use it only where the code under test reads the
+// process environment itself (config.Load); otherwise prefer Load.
 func SetEnv(t testing.TB, env ...string) {
 	t.Helper()
 	for _, kv := range os.Environ() {

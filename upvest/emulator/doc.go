@@ -1,7 +1,7 @@
 // Package emulator is an in-process emulator of the Upvest Investment API,
 // for tests (like net/http/httptest) and for `relay demo`.
 //
-// It behaves as UPVEST.md describes Upvest on the wire:
+// It behaves as docs/upvest.md describes Upvest on the wire:
 //
 //   - POST /auth/token (OAuth 2.0 client credentials) and every other call
 //     must carry a valid draft-15 HTTP message signature of the tenant
@@ -22,7 +22,7 @@
 //     SHA-512, DER) and POSTs it, retrying the same bytes forever with back-off
 //     1, 2, 3, 5, 8 … 600 s while blocking later packages of that webhook.
 //
-// Choices where UPVEST.md is silent are documented on the methods that make
+// Choices where docs/upvest.md is silent are documented on the methods that make
 // them; the main ones:
 //
 //   - A disabled webhook is not offered new events (events published while it

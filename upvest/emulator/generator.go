@@ -11,7 +11,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// Families returns the event families of UPVEST.md (the values of a
+// Families returns the event families of docs/upvest.md (the values of a
 // subscription's type[] besides ALL).
 func Families() []string {
 	return []string{
@@ -91,7 +91,7 @@ type person struct {
 	first, last, city                       string
 }
 
-// Generator makes realistic Upvest events: every family of UPVEST.md with
+// Generator makes realistic Upvest events: every family of docs/upvest.md with
 // plausible states and objects (UUID ids, real ISINs, amounts as decimal
 // strings, EUR, RFC 3339 timestamps), drawn from a small population of
 // users so that events correlate. The same seed gives the same events in
