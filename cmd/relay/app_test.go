@@ -354,6 +354,23 @@ func post(t *testing.T, emu *emulator.Server, body []byte, a *app) int {
 	return postConcurrently(t, emu, body, a)[0]
 }
 
+// postUntilOK posts body to a as Upvest delivers: the same package,
+// signed anew each attempt, again after a short pause until it is answered
+// 200 or within passes. It returns the last status.
+func postUntilOK(t *testing.T, emu *emulator.Server, body []byte, a *app, within time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	pause := 50 * time.Millisecond
+	for {
+		got := post(t, emu, body, a)
+		if got == http.StatusOK || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, time.Second)
+	}
+}
+
 // postConcurrently posts body, signed as Upvest signs it, to every app at
 // once and returns their statuses in order (0 when the request failed).
 func postConcurrently(t *testing.T, emu *emulator.Server, body []byte, apps ...*app) []int {
