@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -258,14 +259,19 @@ func (h *Handler) messages(body []byte, requestID string) ([]pending, outcome) {
 	events, err := Split(body)
 	if err != nil {
 		reason := deadLetterReason(err)
-		return []pending{{msg: deadLetterMsg(h.prefix, h.sourceBase, body, reason, requestID, -1)}},
+		return []pending{{msg: deadLetterMsg(h.prefix, h.sourceBase, sha256.Sum256(body), body, reason, requestID, -1)}},
 			outcome{notPackage: reason}
 	}
 	msgs := make([]pending, 0, len(events))
+	var pkg *packageDigest // computed for the first dead letter only
 	for i, raw := range events {
 		ev, err := parseEvent(raw)
 		if err != nil {
-			msgs = append(msgs, pending{msg: deadLetterMsg(h.prefix, h.sourceBase, raw, deadLetterReason(err), requestID, i)})
+			if pkg == nil {
+				sum := packageDigest(sha256.Sum256(body))
+				pkg = &sum
+			}
+			msgs = append(msgs, pending{msg: deadLetterMsg(h.prefix, h.sourceBase, *pkg, raw, deadLetterReason(err), requestID, i)})
 			continue
 		}
 		msgs = append(msgs, pending{

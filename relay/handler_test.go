@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -201,9 +202,48 @@ func TestVerifierSeesRawBodyAndRequest(t *testing.T) {
 	}
 }
 
-func dlID(raw []byte) string {
-	sum := sha256.Sum256(raw)
-	return "dl-" + hex.EncodeToString(sum[:])
+// dlID is the dead-letter id the contract of deadLetterID gives: the
+// package body's digest, and the element's index unless the whole body is
+// the dead letter.
+func dlID(body []byte, index string) string {
+	sum := sha256.Sum256(body)
+	id := "dl-" + hex.EncodeToString(sum[:])
+	if index != "" {
+		id += "-" + index
+	}
+	return id
+}
+
+// The same bad element in two different packages is two dead letters, each
+// with its own request id; a retry of either stores nothing new.
+func TestDeadLettersOfDifferentPackagesStayApart(t *testing.T) {
+	noType := `{"id":"t1","created_at":"2024-05-01T10:00:00Z","object":{},"webhook_id":"w"}`
+	first := pkg(event("a1", "ORDER.FILLED"), noType)
+	second := pkg(event("b1", "ORDER.NEW"), noType)
+	f := newFixture(t, acceptAll)
+	reqIDs := map[string]bool{}
+	for _, body := range [][]byte{first, second, first, second} {
+		r := f.post(body)
+		if r.status != http.StatusOK {
+			t.Fatalf("status = %d (%s), want 200", r.status, r.body)
+		}
+		reqIDs[r.header.Get(relay.RequestIDHeader)] = true
+	}
+	var dead []string
+	stored := map[string]bool{}
+	for _, m := range f.stored() {
+		if m.Subject == "upvest._deadletter" {
+			dead = append(dead, m.Header.Get("Nats-Msg-Id"))
+			stored[m.Header.Get("Relay-Request-Id")] = true
+		}
+	}
+	want := []string{dlID(first, "1"), dlID(second, "1")}
+	if !slices.Equal(dead, want) {
+		t.Errorf("dead letters %q, want %q", dead, want)
+	}
+	if len(stored) != 2 {
+		t.Errorf("dead letters carry request ids %v, want the two first attempts' of %v", stored, reqIDs)
+	}
 }
 
 func TestDeadLetters(t *testing.T) {
@@ -260,8 +300,8 @@ func TestDeadLetters(t *testing.T) {
 					"Relay-Deadletter-Reason": tt.wantReasons[dead],
 					"Relay-Deadletter-Index":  tt.wantIndexes[dead],
 					"Relay-Request-Id":        reqID,
-					"Nats-Msg-Id":             dlID([]byte(tt.wantDead[dead])),
-					"ce-id":                   dlID([]byte(tt.wantDead[dead])),
+					"Nats-Msg-Id":             dlID(tt.body, tt.wantIndexes[dead]),
+					"ce-id":                   dlID(tt.body, tt.wantIndexes[dead]),
 					"ce-specversion":          "1.0",
 					"ce-type":                 relay.DeadLetterType,
 					"ce-source":               sourceBase + "/webhooks",

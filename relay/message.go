@@ -105,12 +105,13 @@ func eventMsg(prefix, sourceBase string, ev event) *nats.Msg {
 }
 
 // deadLetterMsg builds the dead letter for raw (a whole body when index
-// is negative, else the index-th event of the payload). It is a
-// binary-mode CloudEvent whose id, and Nats-Msg-Id, is derived from the
-// bytes, so a retried package does not store it twice.
-func deadLetterMsg(prefix, sourceBase string, raw []byte, reason, requestID string, index int) *nats.Msg {
-	sum := sha256.Sum256(raw)
-	id := "dl-" + hex.EncodeToString(sum[:])
+// is negative, else the index-th event of the payload) of the package
+// whose body digests to pkg. It is a binary-mode CloudEvent whose id, and
+// Nats-Msg-Id, is deadLetterID(pkg, index): a retried package (the same
+// bytes) does not store it twice, while the same bad element in another
+// package is a dead letter of its own.
+func deadLetterMsg(prefix, sourceBase string, pkg packageDigest, raw []byte, reason, requestID string, index int) *nats.Msg {
+	id := deadLetterID(pkg, index)
 	contentType := applicationJSON
 	if reason == DeadLetterInvalidJSON {
 		contentType = octetStream
@@ -131,6 +132,20 @@ func deadLetterMsg(prefix, sourceBase string, raw []byte, reason, requestID stri
 		h[HeaderRequestID] = []string{headerValue(requestID)}
 	}
 	return &nats.Msg{Subject: subjects.DeadLetter(prefix), Header: h, Data: raw}
+}
+
+// packageDigest is the SHA-256 of a package's whole body.
+type packageDigest [sha256.Size]byte
+
+// deadLetterID is "dl-<hex sha256 of the package body>" for a body that is
+// not a package, and "dl-<hex sha256 of the package body>-<index>" for the
+// index-th element of its payload.
+func deadLetterID(pkg packageDigest, index int) string {
+	id := "dl-" + hex.EncodeToString(pkg[:])
+	if index >= 0 {
+		id += "-" + strconv.Itoa(index)
+	}
+	return id
 }
 
 // headerValue percent-encodes s as the CloudEvents NATS (and HTTP) binding

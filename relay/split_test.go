@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -162,7 +163,7 @@ func FuzzSplit(f *testing.F) {
 			if !errors.Is(err, ErrInvalidJSON) && !errors.Is(err, ErrNoPayload) && !errors.Is(err, ErrPayloadNotArray) {
 				t.Fatalf("Split error %v is none of its sentinels", err)
 			}
-			checkMsgHeaders(t, deadLetterMsg("upvest", DefaultSourceBase, body, deadLetterReason(err), "req", -1).Header)
+			checkMsgHeaders(t, deadLetterMsg("upvest", DefaultSourceBase, sha256.Sum256(body), body, deadLetterReason(err), "req", -1).Header)
 			return
 		}
 		for i, raw := range events {
@@ -178,7 +179,7 @@ func FuzzSplit(f *testing.F) {
 				t.Fatalf("parseEvent(%q) = %+v, %v; reference %+v, %v", raw, ev, err, ref, refErr)
 			}
 			if err != nil {
-				checkMsgHeaders(t, deadLetterMsg("upvest", DefaultSourceBase, raw, deadLetterReason(err), "req", i).Header)
+				checkMsgHeaders(t, deadLetterMsg("upvest", DefaultSourceBase, sha256.Sum256(body), raw, deadLetterReason(err), "req", i).Header)
 				continue
 			}
 			m := eventMsg("upvest", DefaultSourceBase, ev)
