@@ -80,6 +80,7 @@ func ParseSignature(v string) (map[string][]byte, error) {
 func dictionary(v, name string, member func(p *parser, label string) error) error {
 	p := parser{s: v}
 	n := 0
+	seen := map[string]bool{}
 	for {
 		p.skipOWS()
 		if p.done() {
@@ -89,6 +90,12 @@ func dictionary(v, name string, member func(p *parser, label string) error) erro
 		if err != nil {
 			return err
 		}
+		if seen[label] {
+			// RFC 8941 lets the last duplicate win; a signature header
+			// with two meanings for one label is refused instead.
+			return fmt.Errorf("%w: %s has label %q twice", ErrSyntax, name, label)
+		}
+		seen[label] = true
 		if !p.consume('=') {
 			return fmt.Errorf("%w: %s member %q has no value", ErrSyntax, name, label)
 		}

@@ -17,6 +17,10 @@ var (
 	// ErrNoDigest: the request has a body but no Digest/Content-Digest
 	// covered by the signature.
 	ErrNoDigest = errors.New("verify: body digest missing or not covered")
+	// ErrWeakCoverage: the signature does not cover all of @method, @path
+	// and the body digest (digest or content-digest), so it would not bind
+	// the request's method, target and body.
+	ErrWeakCoverage = errors.New("verify: signature does not cover @method, @path and the body digest")
 	// ErrDigestMismatch: the body does not match its digest header.
 	ErrDigestMismatch = errors.New("verify: body digest mismatch")
 	// ErrUnknownKey: no key with the signature's keyid, even after one
@@ -42,6 +46,7 @@ var reasons = []struct {
 	{ErrMalformed, "malformed_signature"},
 	{ErrMissingComponent, "missing_component"},
 	{ErrNoDigest, "no_digest"},
+	{ErrWeakCoverage, "weak_coverage"},
 	{ErrDigestMismatch, "digest_mismatch"},
 	{ErrUnknownKey, "unknown_key"},
 	{ErrBadSignature, "bad_signature"},

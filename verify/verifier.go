@@ -65,8 +65,11 @@ func New(keys KeySource, opts ...Option) (*Verifier, error) {
 // package's sentinels:
 //
 //   - ErrNoSignature: Signature or Signature-Input is absent;
-//   - ErrMalformed: either cannot be parsed, no Signature-Input member has
-//     a Signature, or the chosen member lacks keyid or created;
+//   - ErrMalformed: either cannot be parsed or repeats a label, there is
+//     no sig1 member with a Signature and not exactly one member, or the
+//     chosen member lacks keyid or created, or expires before created;
+//   - ErrWeakCoverage: the member does not cover @method, @path and a body
+//     digest (digest or content-digest);
 //   - ErrFuture, ErrStale: created is more than the clock skew ahead, or
 //     older than the max age, or expires lies more than the skew behind;
 //   - ErrMissingComponent: a covered component is absent from r;
@@ -76,8 +79,7 @@ func New(keys KeySource, opts ...Option) (*Verifier, error) {
 //   - ErrBadSignature: the signature verifies over neither the unquoted
 //     (Upvest draft-06) nor the quoted (RFC 9421, Upvest draft-15) base.
 //
-// The member labelled sig1 is preferred, else the first member that has a
-// signature. Every check that needs no key and no public-key operation runs
+// The member labelled sig1 is verified, else the only member; see pick. Every check that needs no key and no public-key operation runs
 // first. Verify never logs; errors carry no signature or body bytes.
 func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) error {
 	if r == nil || r.URL == nil {
@@ -105,6 +107,11 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) err
 		return fmt.Errorf("%w: no keyid", ErrMalformed)
 	case m.Params.Created == 0:
 		return fmt.Errorf("%w: no created", ErrMalformed)
+	case m.Params.Expires != 0 && m.Params.Expires < m.Params.Created:
+		return fmt.Errorf("%w: expires before created", ErrMalformed)
+	}
+	if err := covered(m.Components); err != nil {
+		return err
 	}
 	if err := v.fresh(m.Params); err != nil {
 		return err
@@ -193,20 +200,43 @@ func checkBodyDigest(h http.Header, components []string, body []byte) error {
 	}
 }
 
-// pick chooses the member to verify: sig1 if it has a signature, else the
-// first member that has one.
+// pick chooses the one member to verify: the one labelled sig1 (Upvest's
+// label) when it has a signature, else the only member, when there is
+// exactly one in each header. Several members without sig1 are refused
+// rather than tried one by one: each try would cost a public-key operation,
+// and which of them vouches for the request would be ambiguous.
 func pick(members []httpsig.Member, sigs map[string][]byte) (httpsig.Member, []byte, bool) {
 	for _, m := range members {
 		if s, ok := sigs[m.Label]; ok && m.Label == httpsig.Label {
 			return m, s, true
 		}
 	}
-	for _, m := range members {
-		if s, ok := sigs[m.Label]; ok {
-			return m, s, true
+	if len(members) == 1 && len(sigs) == 1 {
+		if s, ok := sigs[members[0].Label]; ok {
+			return members[0], s, true
 		}
 	}
 	return httpsig.Member{}, nil, false
+}
+
+// covered checks that the signature binds the request's method, path and
+// body: @method, @path and digest or content-digest must all be covered.
+func covered(components []string) error {
+	var method, path, digest bool
+	for _, c := range components {
+		switch strings.ToLower(c) {
+		case "@method":
+			method = true
+		case "@path":
+			path = true
+		case "digest", "content-digest":
+			digest = true
+		}
+	}
+	if !method || !path || !digest {
+		return fmt.Errorf("%w: covers %s", ErrWeakCoverage, strings.Join(components, " "))
+	}
+	return nil
 }
 
 // joined returns the values of header name as one dictionary, as RFC 8941
