@@ -14,6 +14,8 @@ var (
 	// ErrMissingComponent: a component listed in Signature-Input is absent
 	// from the request.
 	ErrMissingComponent = errors.New("verify: covered component missing")
+	// ErrWeakCoverage: the signature does not cover @method and @path.
+	ErrWeakCoverage = errors.New("verify: signature does not cover @method and @path")
 	// ErrNoDigest: the request has a body but no Digest/Content-Digest
 	// covered by the signature.
 	ErrNoDigest = errors.New("verify: body digest missing or not covered")
@@ -41,6 +43,7 @@ var reasons = []struct {
 	{ErrNoSignature, "no_signature"},
 	{ErrMalformed, "malformed_signature"},
 	{ErrMissingComponent, "missing_component"},
+	{ErrWeakCoverage, "weak_coverage"},
 	{ErrNoDigest, "no_digest"},
 	{ErrDigestMismatch, "digest_mismatch"},
 	{ErrUnknownKey, "unknown_key"},

@@ -409,6 +409,37 @@ func TestVerifyRejects(t *testing.T) {
 			want: verify.ErrFuture, reason: "future_signature",
 		},
 		{
+			name: "@path not covered",
+			signed: func(r *http.Request) {
+				r.Header.Set("Signature-Input", strings.Replace(r.Header.Get("Signature-Input"), `"@path" `, "", 1))
+			},
+			want: verify.ErrWeakCoverage, reason: "weak_coverage",
+		},
+		{
+			name: "duplicated label in Signature-Input",
+			signed: func(r *http.Request) {
+				in := r.Header.Get("Signature-Input")
+				r.Header.Set("Signature-Input", in+", "+in)
+			},
+			want: verify.ErrMalformed, reason: "malformed_signature",
+		},
+		{
+			name: "duplicated label in Signature",
+			signed: func(r *http.Request) {
+				s := r.Header.Get("Signature")
+				r.Header.Set("Signature", s+", "+s)
+			},
+			want: verify.ErrMalformed, reason: "malformed_signature",
+		},
+		{
+			name: "expires before created",
+			signed: func(r *http.Request) {
+				in := r.Header.Get("Signature-Input")
+				r.Header.Set("Signature-Input", strings.Replace(in, fmt.Sprintf("expires=%d", t0.Unix()+60), fmt.Sprintf("expires=%d", t0.Unix()-1), 1))
+			},
+			want: verify.ErrMalformed, reason: "malformed_signature",
+		},
+		{
 			name: "keys unavailable",
 			keys: keySourceFunc(func(context.Context, string) (crypto.PublicKey, error) {
 				return nil, fmt.Errorf("%w: upstream down", verify.ErrKeysUnavailable)
@@ -479,7 +510,7 @@ func TestVerifyPicksMember(t *testing.T) {
 	}{
 		{name: "sig1 after another member", extra: true},
 		{name: "only member, other label", relabel: "upvest"},
-		{name: "first member with a signature, other label", relabel: "upvest", extra: true, want: verify.ErrBadSignature},
+		{name: "two signatures, none labelled sig1, is ambiguous", relabel: "upvest", extra: true, want: verify.ErrMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
