@@ -17,10 +17,10 @@ var (
 	// ErrNoDigest: the request has a body but no Digest/Content-Digest
 	// covered by the signature.
 	ErrNoDigest = errors.New("verify: body digest missing or not covered")
-	// ErrWeakCoverage: the signature does not cover all of @method, @path
-	// and the body digest (digest or content-digest), so it would not bind
-	// the request's method, target and body.
-	ErrWeakCoverage = errors.New("verify: signature does not cover @method, @path and the body digest")
+	// ErrWeakCoverage: the signature does not cover both @method and @path,
+	// so it would not bind the request's method and target (a signature
+	// without a covered body digest is ErrNoDigest).
+	ErrWeakCoverage = errors.New("verify: signature does not cover @method and @path")
 	// ErrDigestMismatch: the body does not match its digest header.
 	ErrDigestMismatch = errors.New("verify: body digest mismatch")
 	// ErrUnknownKey: no key with the signature's keyid, even after one

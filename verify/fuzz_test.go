@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/upvest-relay/upvest-relay/verify"
 )
 
 // fuzzDelivery is what FuzzVerify may mutate in a signed request.
@@ -68,7 +70,22 @@ func FuzzVerify(f *testing.F) {
 		r.Header["Content-Type"] = []string{contentType}
 		r.Header[digestHeader(draft15)] = []string{digest}
 
-		if err := v.Verify(context.Background(), r, body); err != nil {
+		err := v.Verify(context.Background(), r, body)
+		// The split API must agree with Verify on every input.
+		var split error
+		if h, herr := v.CheckHead(context.Background(), r); herr != nil {
+			split = herr
+		} else {
+			d := h.Body()
+			_, _ = d.Write(body)
+			if split = d.Check(); split == nil {
+				split = h.VerifySignature()
+			}
+		}
+		if (err == nil) != (split == nil) || verify.Reason(err) != verify.Reason(split) {
+			t.Fatalf("Verify = %v, split API = %v", err, split)
+		}
+		if err != nil {
 			return
 		}
 		// Accepted: what the signature covers must be what was signed.

@@ -65,11 +65,8 @@ func New(keys KeySource, opts ...Option) (*Verifier, error) {
 // package's sentinels:
 //
 //   - ErrNoSignature: Signature or Signature-Input is absent;
-//   - ErrMalformed: either cannot be parsed or repeats a label, there is
-//     no sig1 member with a Signature and not exactly one member, or the
-//     chosen member lacks keyid or created, or expires before created;
-//   - ErrWeakCoverage: the member does not cover @method, @path and a body
-//     digest (digest or content-digest);
+//   - ErrMalformed: either cannot be parsed, no Signature-Input member has
+//     a Signature, or the chosen member lacks keyid or created;
 //   - ErrFuture, ErrStale: created is more than the clock skew ahead, or
 //     older than the max age, or expires lies more than the skew behind;
 //   - ErrMissingComponent: a covered component is absent from r;
@@ -79,74 +76,20 @@ func New(keys KeySource, opts ...Option) (*Verifier, error) {
 //   - ErrBadSignature: the signature verifies over neither the unquoted
 //     (Upvest draft-06) nor the quoted (RFC 9421, Upvest draft-15) base.
 //
-// The member labelled sig1 is verified, else the only member; see pick. Every check that needs no key and no public-key operation runs
-// first. Verify never logs; errors carry no signature or body bytes.
+// plus ErrWeakCoverage (@method or @path not covered). Verify is CheckHead,
+// then the body digest, then VerifySignature; see CheckHead for which member
+// is used. Verify never logs; errors carry no signature or body bytes.
 func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) error {
-	if r == nil || r.URL == nil {
-		return fmt.Errorf("%w: no request", ErrMalformed)
-	}
-	input, sigs := joined(r.Header, "Signature-Input"), joined(r.Header, "Signature")
-	if input == "" || sigs == "" {
-		return ErrNoSignature
-	}
-	members, err := httpsig.ParseSignatureInput(input)
+	h, err := v.CheckHead(ctx, r)
 	if err != nil {
-		return fmt.Errorf("%w: Signature-Input: %w", ErrMalformed, err)
-	}
-	sigByLabel, err := httpsig.ParseSignature(sigs)
-	if err != nil {
-		return fmt.Errorf("%w: Signature: %w", ErrMalformed, err)
-	}
-	m, sig, ok := pick(members, sigByLabel)
-	switch {
-	case !ok:
-		return fmt.Errorf("%w: no Signature-Input member has a Signature", ErrMalformed)
-	case len(sig) == 0:
-		return fmt.Errorf("%w: empty signature", ErrMalformed)
-	case m.Params.KeyID == "":
-		return fmt.Errorf("%w: no keyid", ErrMalformed)
-	case m.Params.Created == 0:
-		return fmt.Errorf("%w: no created", ErrMalformed)
-	case m.Params.Expires != 0 && m.Params.Expires < m.Params.Created:
-		return fmt.Errorf("%w: expires before created", ErrMalformed)
-	}
-	if err := covered(m.Components); err != nil {
 		return err
 	}
-	if err := v.fresh(m.Params); err != nil {
+	d := h.Body()
+	_, _ = d.Write(body)
+	if err := d.Check(); err != nil {
 		return err
 	}
-
-	first, second := httpsig.Unquoted, httpsig.Quoted
-	if strings.TrimSpace(r.Header.Get("Upvest-Signature-Version")) == "15" {
-		first, second = second, first
-	}
-	base, err := httpsig.Base(r, m.Components, m.Raw, first)
-	if err != nil {
-		if errors.Is(err, httpsig.ErrMissingComponent) {
-			return fmt.Errorf("%w: %w", ErrMissingComponent, err)
-		}
-		return fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
-	if err := checkBodyDigest(r.Header, m.Components, body); err != nil {
-		return err
-	}
-
-	pub, err := v.keys.Key(ctx, m.Params.KeyID)
-	if err != nil {
-		if errors.Is(err, ErrUnknownKey) || errors.Is(err, ErrKeysUnavailable) {
-			return err
-		}
-		return fmt.Errorf("%w: %w", ErrKeysUnavailable, err)
-	}
-	if httpsig.VerifyBase(pub, base, sig) == nil {
-		return nil
-	}
-	base, err = httpsig.Base(r, m.Components, m.Raw, second)
-	if err == nil && httpsig.VerifyBase(pub, base, sig) == nil {
-		return nil
-	}
-	return fmt.Errorf("%w (keyid %q)", ErrBadSignature, short(m.Params.KeyID))
+	return h.VerifySignature()
 }
 
 // fresh checks created and expires against the clock.
@@ -167,76 +110,25 @@ func (v *Verifier) fresh(p httpsig.Params) error {
 	return nil
 }
 
-// checkBodyDigest checks body against the digest header the signature
-// covers: Content-Digest when covered, else Digest. Only a covered header
-// is consulted, so an added, uncovered digest header cannot vouch for a
-// different body. Without a covered digest only an empty body passes.
-func checkBodyDigest(h http.Header, components []string, body []byte) error {
-	name := ""
-	for _, c := range components {
-		switch strings.ToLower(c) {
-		case "content-digest":
-			name = "Content-Digest"
-		case "digest":
-			if name == "" {
-				name = "Digest"
-			}
-		}
-	}
-	if name == "" {
-		if len(body) == 0 {
-			return nil
-		}
-		return fmt.Errorf("%w: the signature covers neither digest nor content-digest", ErrNoDigest)
-	}
-	err := httpsig.CheckDigest(http.Header{name: h.Values(name)}, body)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, httpsig.ErrDigestMismatch):
-		return fmt.Errorf("%w: %s", ErrDigestMismatch, name)
-	default:
-		return fmt.Errorf("%w: %s: %w", ErrNoDigest, name, err)
-	}
-}
-
-// pick chooses the one member to verify: the one labelled sig1 (Upvest's
-// label) when it has a signature, else the only member, when there is
-// exactly one in each header. Several members without sig1 are refused
-// rather than tried one by one: each try would cost a public-key operation,
-// and which of them vouches for the request would be ambiguous.
-func pick(members []httpsig.Member, sigs map[string][]byte) (httpsig.Member, []byte, bool) {
+// pick chooses the member to verify: sig1 if it has a signature, else the
+// only member that has one; several candidates without sig1 are ambiguous.
+func pick(members []httpsig.Member, sigs map[string][]byte) (httpsig.Member, []byte, error) {
+	var found []httpsig.Member
 	for _, m := range members {
-		if s, ok := sigs[m.Label]; ok && m.Label == httpsig.Label {
-			return m, s, true
+		if _, ok := sigs[m.Label]; ok {
+			if m.Label == httpsig.Label {
+				return m, sigs[m.Label], nil
+			}
+			found = append(found, m)
 		}
 	}
-	if len(members) == 1 && len(sigs) == 1 {
-		if s, ok := sigs[members[0].Label]; ok {
-			return members[0], s, true
-		}
+	switch len(found) {
+	case 0:
+		return httpsig.Member{}, nil, fmt.Errorf("%w: no Signature-Input member has a Signature", ErrMalformed)
+	case 1:
+		return found[0], sigs[found[0].Label], nil
 	}
-	return httpsig.Member{}, nil, false
-}
-
-// covered checks that the signature binds the request's method, path and
-// body: @method, @path and digest or content-digest must all be covered.
-func covered(components []string) error {
-	var method, path, digest bool
-	for _, c := range components {
-		switch strings.ToLower(c) {
-		case "@method":
-			method = true
-		case "@path":
-			path = true
-		case "digest", "content-digest":
-			digest = true
-		}
-	}
-	if !method || !path || !digest {
-		return fmt.Errorf("%w: covers %s", ErrWeakCoverage, strings.Join(components, " "))
-	}
-	return nil
+	return httpsig.Member{}, nil, fmt.Errorf("%w: several signatures and none labelled %s", ErrMalformed, httpsig.Label)
 }
 
 // joined returns the values of header name as one dictionary, as RFC 8941

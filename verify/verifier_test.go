@@ -321,7 +321,7 @@ func TestVerifyRejects(t *testing.T) {
 				return r
 			},
 			body: testBody,
-			want: verify.ErrWeakCoverage, reason: "weak_coverage",
+			want: verify.ErrNoDigest, reason: "no_digest",
 		},
 		{
 			name:    "covers only the digest",
@@ -458,6 +458,37 @@ func TestVerifyRejects(t *testing.T) {
 			name: "created in the future beyond the clock skew",
 			d:    delivery{key: key, kid: "k1", body: testBody, created: t0.Add(verify.DefaultClockSkew + time.Second)},
 			want: verify.ErrFuture, reason: "future_signature",
+		},
+		{
+			name: "@path not covered",
+			signed: func(r *http.Request) {
+				r.Header.Set("Signature-Input", strings.Replace(r.Header.Get("Signature-Input"), `"@path" `, "", 1))
+			},
+			want: verify.ErrWeakCoverage, reason: "weak_coverage",
+		},
+		{
+			name: "duplicated label in Signature-Input",
+			signed: func(r *http.Request) {
+				in := r.Header.Get("Signature-Input")
+				r.Header.Set("Signature-Input", in+", "+in)
+			},
+			want: verify.ErrMalformed, reason: "malformed_signature",
+		},
+		{
+			name: "duplicated label in Signature",
+			signed: func(r *http.Request) {
+				s := r.Header.Get("Signature")
+				r.Header.Set("Signature", s+", "+s)
+			},
+			want: verify.ErrMalformed, reason: "malformed_signature",
+		},
+		{
+			name: "expires before created",
+			signed: func(r *http.Request) {
+				in := r.Header.Get("Signature-Input")
+				r.Header.Set("Signature-Input", strings.Replace(in, fmt.Sprintf("expires=%d", t0.Unix()+60), fmt.Sprintf("expires=%d", t0.Unix()-1), 1))
+			},
+			want: verify.ErrMalformed, reason: "malformed_signature",
 		},
 		{
 			name: "keys unavailable",

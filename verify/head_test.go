@@ -1,0 +1,56 @@
+package verify_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/elliptic"
+	"testing"
+)
+
+func BenchmarkCheckHead(b *testing.B) {
+	key := ecKey(b, elliptic.P521())
+	v := newVerifier(b, staticKeys(b, map[string]crypto.PublicKey{"upvest": &key.PublicKey}))
+	r := upvestRequest(b, delivery{key: key, kid: "upvest", body: testBody})
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.CheckHead(context.Background(), r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifySignature(b *testing.B) {
+	key := ecKey(b, elliptic.P521())
+	v := newVerifier(b, staticKeys(b, map[string]crypto.PublicKey{"upvest": &key.PublicKey}))
+	h, err := v.CheckHead(context.Background(), upvestRequest(b, delivery{key: key, kid: "upvest", body: testBody}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := h.VerifySignature(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkBodyDigest(b *testing.B) {
+	key := ecKey(b, elliptic.P521())
+	body := make([]byte, 1<<20)
+	v := newVerifier(b, staticKeys(b, map[string]crypto.PublicKey{"upvest": &key.PublicKey}))
+	h, err := v.CheckHead(context.Background(), upvestRequest(b, delivery{key: key, kid: "upvest", body: body, draft15: true}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		d := h.Body()
+		for i := 0; i < len(body); i += 32 << 10 {
+			_, _ = d.Write(body[i : i+32<<10])
+		}
+		if err := d.Check(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
