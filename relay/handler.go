@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -64,8 +63,9 @@ func WithMaxBodyBytes(n int64) Option { return func(h *Handler) { h.maxBody = n 
 // past it the package gets 503.
 func WithAckTimeout(d time.Duration) Option { return func(h *Handler) { h.ackTimeout = d } }
 
-// WithMaxInFlight bounds the packages handled at once (default 32); past
-// it requests get 503 at once, before their body is read.
+// WithMaxInFlight bounds the verified packages being published at once
+// (default 32); past it a verified package gets 503 at once. Requests
+// being read or verified do not count (see HeadVerifier).
 func WithMaxInFlight(n int) Option { return func(h *Handler) { h.maxInFlight = n } }
 
 // WithLogger sets the logger (default: none). Every line of a request
@@ -90,7 +90,12 @@ type Handler struct {
 	log         zerolog.Logger
 	reg         prometheus.Registerer
 
+	readBudget  int64
+	bodyTimeout time.Duration
+	maxVerify   int
+
 	slots   chan struct{}
+	admit   *admission
 	metrics *metrics
 	chain   http.Handler
 }
@@ -108,6 +113,8 @@ func NewHandler(path string, v Verifier, p Publisher, opts ...Option) (*Handler,
 		maxBody:     DefaultMaxBody,
 		ackTimeout:  DefaultAckTimeout,
 		maxInFlight: DefaultMaxInFlight,
+		readBudget:  DefaultReadBudget,
+		bodyTimeout: DefaultBodyTimeout,
 		log:         zerolog.Nop(),
 	}
 	for _, o := range opts {
@@ -129,6 +136,12 @@ func NewHandler(path string, v Verifier, p Publisher, opts ...Option) (*Handler,
 		return nil, fmt.Errorf("relay: ack timeout %s must be positive", h.ackTimeout)
 	case h.maxInFlight <= 0:
 		return nil, fmt.Errorf("relay: max in flight %d must be positive", h.maxInFlight)
+	case h.readBudget < readChunk:
+		return nil, fmt.Errorf("relay: read budget %d must be at least %d", h.readBudget, readChunk)
+	case h.bodyTimeout <= 0:
+		return nil, fmt.Errorf("relay: body timeout %s must be positive", h.bodyTimeout)
+	case h.maxVerify < 0:
+		return nil, fmt.Errorf("relay: max verifications %d must not be negative", h.maxVerify)
 	}
 	m, err := newMetrics(h.reg)
 	if err != nil {
@@ -136,6 +149,7 @@ func NewHandler(path string, v Verifier, p Publisher, opts ...Option) (*Handler,
 	}
 	h.metrics = m
 	h.slots = make(chan struct{}, h.maxInFlight)
+	h.admit = newAdmission(h.readBudget, h.maxVerify)
 	h.chain = hlog.NewHandler(h.log)(
 		hlog.RequestIDHandler("req_id", RequestIDHeader)(
 			http.HandlerFunc(h.serve)))
@@ -194,7 +208,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		Msg("webhook package stored")
 }
 
-// handle checks, reads, verifies, splits and publishes one request.
+// handle admits (see HeadVerifier), splits and publishes one request.
 func (h *Handler) handle(w http.ResponseWriter, r *http.Request) (outcome, error) {
 	if r.URL.Path != h.path {
 		return outcome{}, fmt.Errorf("%w: %s", ErrNotFound, r.URL.Path)
@@ -202,18 +216,17 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request) (outcome, error
 	if r.Method != http.MethodPost {
 		return outcome{}, fmt.Errorf("%w: %s", ErrMethodNotAllowed, r.Method)
 	}
+	body, release, err := h.admitBody(w, r)
+	if err != nil {
+		return outcome{}, err
+	}
+	defer release()
+	// Only a verified package takes a publishing slot.
 	select {
 	case h.slots <- struct{}{}:
 		defer func() { <-h.slots }()
 	default:
 		return outcome{}, fmt.Errorf("%w: limit %d", ErrOverloaded, h.maxInFlight)
-	}
-	body, err := h.readBody(w, r)
-	if err != nil {
-		return outcome{}, err
-	}
-	if err := h.verifier.Verify(r.Context(), r, body); err != nil {
-		return outcome{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
 	}
 	requestID := ""
 	if id, ok := hlog.IDFromRequest(r); ok {
@@ -226,24 +239,28 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request) (outcome, error
 	return out, nil
 }
 
-// readBody reads the whole body, refusing more than maxBody bytes.
-func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if r.ContentLength > h.maxBody {
-		return nil, fmt.Errorf("%w: Content-Length %d > %d", ErrBodyTooLarge, r.ContentLength, h.maxBody)
+// admitBody returns the verified body of r. With a HeadVerifier the head is
+// checked before any of the body is read; a refused head closes the
+// connection instead of reading the rest. Otherwise the body is read first
+// and verified whole.
+func (h *Handler) admitBody(w http.ResponseWriter, r *http.Request) ([]byte, func(), error) {
+	if hv, ok := h.verifier.(HeadVerifier); ok {
+		head, err := hv.CheckHead(r.Context(), r)
+		if err != nil {
+			w.Header().Set("Connection", "close")
+			return nil, func() {}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+		}
+		return h.readVerified(w, r, head)
 	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+	body, release, err := h.readBody(w, r, nil)
+	if err != nil {
+		return nil, release, err
 	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, h.maxBody))
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return nil, fmt.Errorf("%w: more than %d bytes", ErrBodyTooLarge, h.maxBody)
-	case err != nil:
-		return nil, fmt.Errorf("%w: %w", ErrBodyUnreadable, err)
+	if err := h.verifier.Verify(r.Context(), r, body); err != nil {
+		release()
+		return nil, func() {}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
 	}
-	return buf.Bytes(), nil
+	return body, release, nil
 }
 
 // pending is one message to publish and what its PubAck counts as.

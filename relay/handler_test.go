@@ -407,8 +407,8 @@ func TestMethodAndPath(t *testing.T) {
 	}
 }
 
-// blockingVerifier holds every request in Verify until release is closed,
-// telling entered about each.
+// blockingVerifier holds every request in Verify until it receives a
+// token from release (or release is closed), telling entered about each.
 type blockingVerifier struct {
 	entered chan struct{}
 	release chan struct{}
@@ -419,7 +419,10 @@ func newBlockingVerifier() *blockingVerifier {
 }
 
 func (b *blockingVerifier) Verify(ctx context.Context, _ *http.Request, _ []byte) error {
-	b.entered <- struct{}{}
+	select {
+	case b.entered <- struct{}{}:
+	default: // nobody counts these any more
+	}
 	select {
 	case <-b.release:
 		return nil
@@ -428,31 +431,41 @@ func (b *blockingVerifier) Verify(ctx context.Context, _ *http.Request, _ []byte
 	}
 }
 
+// TestInFlightBound: requests being verified hold no publishing slot; a
+// verified package whose publish is stalled holds one, and the next
+// verified package gets 503 overloaded at once.
 func TestInFlightBound(t *testing.T) {
 	v := newBlockingVerifier()
-	f := newFixture(t, v, relay.WithMaxInFlight(1))
-	first := make(chan response, 1)
-	go func() { first <- f.post(pkg(event("if1", "ORDER.FILLED"))) }()
-	<-v.entered // the first package holds the only slot
-
-	r := f.post(pkg(event("if2", "ORDER.FILLED")))
-	if r.status != http.StatusServiceUnavailable {
-		t.Errorf("second package while the first is in flight: status = %d, want 503", r.status)
+	f := newFixture(t, v, relay.WithMaxInFlight(1), relay.WithAckTimeout(2*time.Second))
+	results := make(chan response, 2)
+	for _, id := range []string{"if1", "if2"} {
+		go func() { results <- f.post(pkg(event(id, "ORDER.FILLED"))) }()
 	}
-	if r.header.Get("Retry-After") == "" {
-		t.Errorf("503 without Retry-After")
+	<-v.entered
+	<-v.entered // both are being verified at once with a single slot
+	for range 2 {
+		v.release <- struct{}{}
+		if r := <-results; r.status != http.StatusOK {
+			t.Errorf("package verified beside another: status = %d (%s), want 200", r.status, r.body)
+		}
 	}
-	if p := decodeProblem(t, r); p.Type != "urn:upvest-relay:problem:overloaded" {
-		t.Errorf("problem type = %q, want ...:overloaded", p.Type)
-	}
-
 	close(v.release)
-	if r := <-first; r.status != http.StatusOK {
-		t.Errorf("first package: status = %d, want 200", r.status)
-	}
-	// The slot is free again.
-	if r := f.post(pkg(event("if3", "ORDER.FILLED"))); r.status != http.StatusOK {
-		t.Errorf("package after the first finished: status = %d, want 200", r.status)
+
+	up := brokertest.Down(t, f.srv)
+	defer up()
+	eventually(t, "client notices the outage", func() bool { return !f.nc.IsConnected() })
+	stalled := make(chan response, 1)
+	go func() { stalled <- f.post(pkg(event("if3", "ORDER.FILLED"))) }()
+	<-v.entered
+	eventually(t, "a second verified package is refused while the first holds the slot", func() bool {
+		r := f.post(pkg(event("if4", "ORDER.FILLED")))
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+			return false
+		}
+		return decodeProblem(t, r).Type == "urn:upvest-relay:problem:overloaded"
+	})
+	if r := <-stalled; r.status != http.StatusServiceUnavailable {
+		t.Errorf("package stalled by the outage: status = %d, want 503", r.status)
 	}
 }
 

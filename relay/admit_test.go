@@ -1,0 +1,156 @@
+package relay_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/upvest-relay/upvest-relay/relay"
+	"github.com/upvest-relay/upvest-relay/upvest/emulator"
+	"github.com/upvest-relay/upvest-relay/verify"
+)
+
+// realVerifier returns the emulator (Upvest's signer) and a verifier over
+// its keys.
+func realVerifier(t *testing.T) (*emulator.Server, *verify.Verifier) {
+	t.Helper()
+	emu, err := emulator.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emu.Close)
+	jwks, err := emu.JWKS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := verify.ParseKeys(jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := verify.New(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return emu, v
+}
+
+// signedRequest is body signed as Upvest signs a delivery.
+func signedRequest(t *testing.T, emu *emulator.Server, url string, body []byte) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if err := emu.SignDelivery(req, body); err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+// head is the raw HTTP/1.1 request head of req with the given
+// Content-Length.
+func head(req *http.Request, contentLength int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "POST %s HTTP/1.1\r\nHost: %s\r\n", req.URL.Path, req.URL.Host)
+	for k, vs := range req.Header {
+		for _, v := range vs {
+			fmt.Fprintf(&b, "%s: %s\r\n", k, v)
+		}
+	}
+	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n", contentLength)
+	return b.String()
+}
+
+// TestFloodOfUnverifiableRequests: 200 connections that cannot prove they
+// come from Upvest — unsigned heads announcing a body they never send, and
+// replayed, validly signed heads that send half their body and stall —
+// leave eight concurrent valid deliveries answered 200 with only eight
+// publishing slots (the flood holds none of them), and
+// the unsigned ones are answered 401 without their body being waited for.
+func TestFloodOfUnverifiableRequests(t *testing.T) {
+	emu, v := realVerifier(t)
+	f := newFixture(t, v, relay.WithMaxInFlight(8), relay.WithBodyTimeout(time.Minute))
+	url := f.http.URL + webhookPath
+	addr := strings.TrimPrefix(f.http.URL, "http://")
+
+	replayed := pkg(event("r1", "ORDER.FILLED"), event("r2", "ORDER.NEW"))
+	replayHead := head(signedRequest(t, emu, url, replayed), len(replayed))
+
+	var conns []net.Conn
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	unsignedAnswers := make(chan int, 100)
+	for i := range 200 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		if i%2 == 0 {
+			if _, err := fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n", webhookPath, addr); err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					unsignedAnswers <- 0
+					return
+				}
+				resp.Body.Close()
+				unsignedAnswers <- resp.StatusCode
+			}()
+			continue
+		}
+		if _, err := fmt.Fprint(c, replayHead); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(replayed[:len(replayed)/2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Valid deliveries, several at once, while the flood holds.
+	client := &http.Client{Timeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			body := pkg(event(fmt.Sprintf("v%d", i), "ORDER.FILLED"))
+			resp, err := client.Do(signedRequest(t, emu, url, body))
+			if err != nil {
+				t.Errorf("valid delivery %d during the flood: %v", i, err)
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("valid delivery %d during the flood: %d, want 200", i, resp.StatusCode)
+			}
+		})
+	}
+	wg.Wait()
+
+	for range 100 {
+		if got := <-unsignedAnswers; got != http.StatusUnauthorized {
+			t.Fatalf("unsigned head with no body: answered %d, want 401 at once", got)
+		}
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if ms.HeapInuse > 256<<20 {
+		t.Errorf("heap in use %d MiB during the flood, want ≤ 256 MiB", ms.HeapInuse>>20)
+	}
+	if got := len(f.stored()); got != 8 {
+		t.Errorf("stored %d messages, want the 8 valid events only", got)
+	}
+}
