@@ -17,17 +17,31 @@ help:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/relay
 
-## test: vet, race-enabled tests, then every fuzz target briefly
-test: lint-vet
+## test: lint, race-enabled tests, then every fuzz target briefly
+test: lint
 	$(GO) test -race -count=1 $(PKGS)
 	$(MAKE) fuzz FUZZTIME=$(FUZZTIME)
 
-lint-vet:
+# Linters, pinned, installed into bin/tools by go install when missing.
+TOOLS               ?= $(CURDIR)/bin/tools
+STATICCHECK_VERSION := v0.8.2
+ERRORLINT_VERSION   := v1.9.1
+BODYCLOSE_VERSION   := v0.0.0-20260723120731-857993a2939c
+
+$(TOOLS)/staticcheck:
+	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+$(TOOLS)/go-errorlint:
+	GOBIN=$(TOOLS) $(GO) install codeberg.org/polyfloyd/go-errorlint@$(ERRORLINT_VERSION)
+$(TOOLS)/bodyclose:
+	GOBIN=$(TOOLS) $(GO) install github.com/timakin/bodyclose@$(BODYCLOSE_VERSION)
+
+## lint: gofmt, go vet, staticcheck, errorlint (errors.Is/As, %w) and bodyclose
+lint: $(TOOLS)/staticcheck $(TOOLS)/go-errorlint $(TOOLS)/bodyclose
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo 'gofmt: files above need formatting'; exit 1; }
 	$(GO) vet $(PKGS)
-
-## lint: gofmt + go vet
-lint: lint-vet
+	$(TOOLS)/staticcheck $(PKGS)
+	$(TOOLS)/go-errorlint $(PKGS)
+	$(TOOLS)/bodyclose $(PKGS)
 
 ## fuzz: run each native fuzz target for FUZZTIME
 fuzz:
@@ -60,7 +74,6 @@ examples:
 docker:
 	docker build --build-arg VERSION=$(VERSION) -t upvest-relay:$(VERSION) .
 
-TOOLS ?= $(CURDIR)/bin/tools
 NATS_SERVER_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
 CHAOSFLAGS ?=
 

@@ -31,7 +31,10 @@ func SignBase(rand io.Reader, key crypto.Signer, base []byte) ([]byte, error) {
 func VerifyBase(pub crypto.PublicKey, base, sig []byte) error {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
-		if k == nil || k.Curve == nil || k.X == nil || k.Y == nil {
+		if k == nil || k.Curve == nil {
+			return fmt.Errorf("%w: incomplete ECDSA key", ErrUnsupported)
+		}
+		if _, err := k.Bytes(); err != nil {
 			return fmt.Errorf("%w: incomplete ECDSA key", ErrUnsupported)
 		}
 		sum := sha512.Sum512(base)

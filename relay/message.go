@@ -3,6 +3,7 @@ package relay
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -55,14 +56,14 @@ const (
 
 // deadLetterReason maps a Split or parseEvent error to its reason.
 func deadLetterReason(err error) string {
-	switch err {
-	case ErrInvalidJSON:
+	switch {
+	case errors.Is(err, ErrInvalidJSON):
 		return DeadLetterInvalidJSON
-	case ErrNoPayload:
+	case errors.Is(err, ErrNoPayload):
 		return DeadLetterNoPayload
-	case ErrPayloadNotArray:
+	case errors.Is(err, ErrPayloadNotArray):
 		return DeadLetterPayloadNotArray
-	case ErrEventMissingType:
+	case errors.Is(err, ErrEventMissingType):
 		return DeadLetterEventMissingType
 	default:
 		return DeadLetterEventMissingID

@@ -384,7 +384,7 @@ func TestClientAPIErrors(t *testing.T) {
 				t.Errorf("Status = %d, want %d", ae.Status, tt.status)
 			}
 			for _, s := range sentinels {
-				if got, want := errors.Is(err, s), s == tt.want; got != want {
+				if got, want := errors.Is(err, s), errors.Is(tt.want, s); got != want {
 					t.Errorf("errors.Is(err, %v) = %v, want %v", s, got, want)
 				}
 			}

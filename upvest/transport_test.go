@@ -139,7 +139,11 @@ func TestSigningTransportBodyTooLarge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tr.RoundTrip(req); !errors.Is(err, upvest.ErrRequestTooLarge) {
+	resp, err := tr.RoundTrip(req)
+	if resp != nil {
+		resp.Body.Close()
+	}
+	if !errors.Is(err, upvest.ErrRequestTooLarge) {
 		t.Errorf("err = %v, want ErrRequestTooLarge", err)
 	}
 	if !body.closed {
@@ -200,9 +204,11 @@ func TestSigCheckRejects(t *testing.T) {
 	const body = `{"title":"x"}`
 	req, _ := http.NewRequest("POST", "http://upvest.test/webhooks?x=1", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer t")
-	if _, err := tr.RoundTrip(req); err != nil {
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
 		t.Fatal(err)
 	}
+	resp.Body.Close()
 	signed := capture.req
 	exp := sigExpect{pub: key.Public(), keyID: testKeyID, clientID: testClientID}
 	if err := exp.check(signed, []byte(body), true); err != nil {

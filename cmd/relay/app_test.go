@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -336,7 +337,7 @@ func streamIDs(t *testing.T, js jetstream.JetStream, name string) map[string]int
 			ids[m.Headers().Get("ce-id")]++
 			got++
 		}
-		if err := batch.Error(); err != nil && err != nats.ErrTimeout {
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			t.Fatal(err)
 		}
 		if got == 0 {
