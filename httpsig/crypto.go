@@ -31,10 +31,10 @@ func SignBase(rand io.Reader, key crypto.Signer, base []byte) ([]byte, error) {
 func VerifyBase(pub crypto.PublicKey, base, sig []byte) error {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
-		if k == nil || k.Curve == nil {
-			return fmt.Errorf("%w: incomplete ECDSA key", ErrUnsupported)
-		}
-		if _, err := k.Bytes(); err != nil {
+		// A key without coordinates would make ecdsa panic; Bytes panics
+		// too, so the deprecated fields are the only way to tell.
+		//lint:ignore SA1019 checking for nil only, never reading the values
+		if k == nil || k.Curve == nil || k.X == nil || k.Y == nil {
 			return fmt.Errorf("%w: incomplete ECDSA key", ErrUnsupported)
 		}
 		sum := sha512.Sum512(base)
