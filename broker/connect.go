@@ -45,6 +45,12 @@ func WithNATSOptions(opts ...nats.Option) ConnectOption {
 	return func(c *connectConfig) { c.extra = append(c.extra, opts...) }
 }
 
+// Ping settings of Connect; see the comment where they are applied.
+const (
+	pingInterval = 2 * time.Second
+	maxPingsOut  = 2
+)
+
 // Connect opens a NATS connection to url that reconnects forever, logging
 // connects, disconnects, reconnects, closes and asynchronous errors on log.
 // It retries the first connection too and returns once connected, or with
@@ -61,6 +67,16 @@ func Connect(ctx context.Context, url string, log zerolog.Logger, opts ...Connec
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectWait(time.Second),
+		// A frozen server (SIGSTOP, a hung VM) keeps its TCP connection
+		// open and simply stops answering: pings are how a client notices.
+		// With a ping every 2 s and the connection declared stale after 2
+		// unanswered ones, a relay leaves a frozen node within about 6 s and
+		// reconnects to a healthy one; a package stuck on the frozen node
+		// fails its ack wait and Upvest's retry lands on the new
+		// connection, well inside 15 s. nats.go's defaults (2 min, 2) would
+		// keep it there for minutes.
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOut),
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			once.Do(func() { close(connected) })
 			log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("NATS connected")

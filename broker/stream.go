@@ -115,13 +115,21 @@ func StreamExists(js StreamManager, name string) func(context.Context) error {
 // not answer, after it last saw the stream.
 const StreamGrace = 15 * time.Second
 
+// AsyncMaxPending is the async publish window of NewJetStream: what the
+// relay admits at once (32 packages in flight, up to 1000 events in a 1 MiB
+// package), twice over. nats.go's default (4000) is below that, so 32
+// concurrent 1000-event packages would stall with "too many outstanding
+// async published messages" and be answered 503.
+const AsyncMaxPending = 2 * 32 * 1000
+
 // NewJetStream returns a JetStream context on nc whose asynchronous
 // publishes fail with jetstream.ErrAsyncPublishTimeout after ackTimeout,
 // so a PubAck that never comes (the server went away mid-publish) frees
 // its pending slot instead of pinning it forever. Use a value at least as
 // long as the relay's own ack wait.
 func NewJetStream(nc *nats.Conn, ackTimeout time.Duration) (jetstream.JetStream, error) {
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(ackTimeout))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(ackTimeout),
+		jetstream.WithPublishAsyncMaxPending(AsyncMaxPending))
 	if err != nil {
 		return nil, fmt.Errorf("broker: jetstream: %w", err)
 	}
