@@ -359,3 +359,33 @@ func TestStreamExistsRidesOutAShortOutageButNotADeletion(t *testing.T) {
 		t.Errorf("check of a stream never seen = nil, want an error")
 	}
 }
+
+func TestStartEmbeddedSync(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		opts         []broker.EmbeddedOption
+		wantAlways   bool
+		wantInterval time.Duration
+	}{
+		{"always", []broker.EmbeddedOption{broker.WithSync(0)}, true, 0},
+		{"interval", []broker.EmbeddedOption{broker.WithSync(5 * time.Second)}, false, 5 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e, err := broker.StartEmbedded(t.TempDir(), zerolog.Nop(), append(tt.opts, broker.WithPort(-1))...)
+			if err != nil {
+				t.Fatalf("StartEmbedded: %v", err)
+			}
+			defer e.Shutdown()
+			js := e.Server().JetStreamConfig()
+			if js == nil {
+				t.Fatal("JetStream is not enabled")
+			}
+			if js.SyncAlways != tt.wantAlways || (tt.wantInterval != 0 && js.SyncInterval != tt.wantInterval) {
+				t.Errorf("sync always %v interval %s, want %v %s", js.SyncAlways, js.SyncInterval, tt.wantAlways, tt.wantInterval)
+			}
+		})
+	}
+}

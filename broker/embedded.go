@@ -40,6 +40,7 @@ type embeddedConfig struct {
 	fallback     bool
 	name         string
 	readyTimeout time.Duration
+	sync         *time.Duration
 }
 
 // WithPort makes the server listen on port exactly: -1 picks a random free
@@ -70,6 +71,15 @@ func WithServerName(name string) EmbeddedOption {
 // accept connections (default 10s: JetStream may recover a large store).
 func WithReadyTimeout(d time.Duration) EmbeddedOption {
 	return func(c *embeddedConfig) { c.readyTimeout = d }
+}
+
+// WithSync sets when JetStream writes reach the disk: 0 means after every
+// write (fsync always: an acknowledged message survives power loss), any
+// other value is the background sync interval (an acknowledged message
+// can be lost with the OS page cache if power fails before the next sync).
+// Without it the server keeps nats-server's default interval (2 min).
+func WithSync(interval time.Duration) EmbeddedOption {
+	return func(c *embeddedConfig) { c.sync = &interval }
 }
 
 // StartEmbedded starts a nats-server with JetStream storing under dataDir
@@ -113,7 +123,7 @@ var errListen = fmt.Errorf("%w: cannot listen", ErrNotReady)
 // startServer starts one server on port and waits until it accepts
 // connections, fails to listen (errListen), or the ready timeout passes.
 func startServer(dataDir string, port int, cfg embeddedConfig, log zerolog.Logger) (*server.Server, error) {
-	srv, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		ServerName: cfg.name,
 		Host:       cfg.host,
 		Port:       port,
@@ -121,7 +131,15 @@ func startServer(dataDir string, port int, cfg embeddedConfig, log zerolog.Logge
 		StoreDir:   dataDir,
 		NoSigs:     true,
 		MaxPayload: MaxPayload,
-	})
+	}
+	if cfg.sync != nil {
+		if *cfg.sync == 0 {
+			opts.SyncAlways = true
+		} else {
+			opts.SyncInterval = *cfg.sync
+		}
+	}
+	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("broker: embedded server: %w", err)
 	}

@@ -210,7 +210,7 @@ func (a *app) connect(ctx context.Context) error {
 	url := a.cfg.NATSURL
 	var opts []broker.ConnectOption
 	if url == "" {
-		e, err := broker.StartEmbedded(a.cfg.DataDir, a.log)
+		e, err := broker.StartEmbedded(a.cfg.DataDir, a.log, broker.WithSync(a.cfg.EmbeddedSync))
 		if err != nil {
 			return fmt.Errorf("RELAY_DATA_DIR: %w", err)
 		}
