@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -90,6 +91,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.WebhookDelay = "1s"
 	cfg.ReconcileInterval = 10 * time.Second
 
+	if err := writeDemoEnv(filepath.Join(dir, demoEnvFile), cfg); err != nil {
+		return fmt.Errorf("RELAY_DATA_DIR: %w", err)
+	}
+
 	view := newLiveView(stdout, *plain, cfg, emu.URL(), filepath.Join(dir, "relay.log"))
 	g, gctx := errgroup.WithContext(ctx)
 	started := make(chan *app, 1)
@@ -166,4 +171,36 @@ func sendHostile(ctx context.Context, url string, every time.Duration) error {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
+}
+
+// demoEnvFile, under RELAY_DATA_DIR/demo, holds the demo tenant's settings
+// as RELAY_* lines, so that relay check, relay keys and relay replay can
+// be pointed at the running demo: set -a; . data/demo/relay.env; set +a.
+const demoEnvFile = "relay.env"
+
+// writeDemoEnv writes the variables that describe the running demo to
+// path (mode 0600: it holds the emulator tenant's client secret, which is
+// worth nothing outside this demo).
+func writeDemoEnv(path string, cfg config.Config) error {
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	keyFile, err := filepath.Abs(cfg.UpvestSigningKeyFile)
+	if err != nil {
+		return err
+	}
+	lines := []string{
+		"# The running relay demo's settings; load with: set -a; . " + path + "; set +a",
+		"RELAY_DATA_DIR=" + dataDir,
+		"RELAY_UPVEST_BASE_URL=" + cfg.UpvestBaseURL,
+		"RELAY_UPVEST_CLIENT_ID=" + cfg.UpvestClientID,
+		"RELAY_UPVEST_CLIENT_SECRET=" + cfg.UpvestClientSecret.Reveal(),
+		"RELAY_UPVEST_SIGNING_KEY_FILE=" + keyFile,
+		"RELAY_UPVEST_SIGNING_KEY_ID=" + cfg.UpvestSigningKeyID,
+		"RELAY_WEBHOOK_URL=" + cfg.WebhookURL,
+		"RELAY_WEBHOOK_TITLE='" + cfg.WebhookTitle + "'",
+		"RELAY_WEBHOOK_DELAY=" + cfg.WebhookDelay,
+	}
+	return os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 }

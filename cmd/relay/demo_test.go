@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/upvest-relay/upvest-relay/broker/brokertest"
+	"github.com/upvest-relay/upvest-relay/config/configtest"
+)
+
+// TestDemoThenCheck is the path of a new user: relay demo runs, and relay
+// check with the settings the demo writes to data/demo/relay.env passes
+// every check, the test delivery included, without writing any code.
+func TestDemoThenCheck(t *testing.T) {
+	dir := t.TempDir()
+	ports := brokertest.FreePorts(t, 2)
+	configtest.SetEnv(t,
+		"RELAY_DATA_DIR="+dir,
+		fmt.Sprintf("RELAY_LISTEN_ADDR=127.0.0.1:%d", ports[0]),
+		fmt.Sprintf("RELAY_ADMIN_ADDR=127.0.0.1:%d", ports[1]),
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	var demoOut, demoErr bytes.Buffer
+	var wg sync.WaitGroup
+	var code int
+	wg.Go(func() { code = run(ctx, []string{"demo", "--plain"}, &demoOut, &demoErr) })
+	defer func() {
+		cancel()
+		wg.Wait()
+		if code != 0 {
+			t.Errorf("demo exit code %d, stderr %q", code, demoErr.String())
+		}
+	}()
+
+	envFile := filepath.Join(dir, "demo", demoEnvFile)
+	brokertest.Eventually(t, 30*time.Second, "demo writes "+envFile, func() bool {
+		_, err := os.Stat(envFile)
+		return err == nil
+	})
+	f, err := os.Open(envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	env := []string{
+		fmt.Sprintf("RELAY_LISTEN_ADDR=127.0.0.1:%d", ports[0]),
+		fmt.Sprintf("RELAY_ADMIN_ADDR=127.0.0.1:%d", ports[1]),
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, value, _ := strings.Cut(line, "=")
+		env = append(env, name+"="+strings.Trim(value, "'"))
+	}
+	configtest.SetEnv(t, env...)
+
+	var out, errOut bytes.Buffer
+	brokertest.Eventually(t, 60*time.Second, "relay check passes against the demo", func() bool {
+		out.Reset()
+		errOut.Reset()
+		return run(ctx, []string{"check", "--test-delivery", "--timeout", "20s"}, &out, &errOut) == 0
+	})
+	for _, name := range []string{"config", "nats", "stream", "upvest_token", "verify_keys", "subscription", "test_delivery"} {
+		if !regexp.MustCompile(`(?m)^` + name + `\s+ok: `).MatchString(out.String()) {
+			t.Errorf("check output lacks a passing %s line:\n%s", name, out.String())
+		}
+	}
+}
