@@ -48,6 +48,8 @@ func answer(err error) problem {
 		return problem{http.StatusServiceUnavailable, resultOverloaded, "overloaded", "too many packages in flight; retry later"}
 	case errors.Is(err, ErrUnavailable):
 		return problem{http.StatusServiceUnavailable, resultUnavailable, "publish_failed", "the events could not all be stored; retry later"}
+	case errors.Is(err, ErrForbidden):
+		return problem{http.StatusForbidden, resultForbidden, "source_not_allowed", "the source address is not allowed to deliver webhooks"}
 	case errors.Is(err, ErrMethodNotAllowed):
 		return problem{http.StatusMethodNotAllowed, resultMethodNotAllowed, "method_not_allowed", "only POST is allowed"}
 	case errors.Is(err, ErrNotFound):

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -90,6 +91,8 @@ type Handler struct {
 	log         zerolog.Logger
 	reg         prometheus.Registerer
 
+	allowed     []netip.Prefix
+	trusted     []netip.Prefix
 	readBudget  int64
 	bodyTimeout time.Duration
 	maxVerify   int
@@ -215,6 +218,10 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request) (outcome, error
 	}
 	if r.Method != http.MethodPost {
 		return outcome{}, fmt.Errorf("%w: %s", ErrMethodNotAllowed, r.Method)
+	}
+	if !h.allowedSource(r) {
+		w.Header().Set("Connection", "close")
+		return outcome{}, fmt.Errorf("%w: %s", ErrForbidden, r.RemoteAddr)
 	}
 	body, release, err := h.admitBody(w, r)
 	if err != nil {

@@ -15,6 +15,7 @@ const (
 	resultUnavailable      = "unavailable"
 	resultOverloaded       = "overloaded"
 	resultMethodNotAllowed = "method_not_allowed"
+	resultForbidden        = "forbidden"
 	resultNotFound         = "not_found"
 	resultBadRequest       = "bad_request"
 	resultInternal         = "internal"

@@ -120,6 +120,8 @@ func runApp(ctx context.Context, cfg config.Config, log zerolog.Logger, started 
 		relay.WithSourceBase(cfg.UpvestBaseURL),
 		relay.WithMaxBodyBytes(cfg.MaxBodyBytes),
 		relay.WithAckTimeout(ackWait),
+		relay.WithAllowedSources(cfg.AllowedSources),
+		relay.WithTrustedProxies(cfg.TrustedProxies),
 		relay.WithLogger(log),
 		relay.WithRegisterer(a.registry),
 	)
