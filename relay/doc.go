@@ -6,6 +6,8 @@
 //
 // The contract of Handler (docs/contract.md, "Ingress"):
 //
+//	source outside WithAllowedSources (nothing read)                 403
+//	head refused by a HeadVerifier (body never read, conn closed)    401
 //	POST on the webhook path, valid signature, every message acked   200
 //	the same package again (JetStream dedup on Nats-Msg-Id = event id) 200
 //	Verifier error                                                   401
@@ -14,17 +16,21 @@
 //	signed but not a package: raw body dead-lettered                 200
 //	event without a string id or type: that event dead-lettered      200
 //	publish error, NATS down, PubAck not in time                     503
-//	more packages in flight than allowed                             503
+//	more verified packages in flight than allowed                    503
+//	body read budget spent                                           503
+//	body not arrived within its deadline                             400
 //	other method                                                     405 (Allow: POST)
 //	other path                                                       404
 //
-// The body is verified before it is parsed, on its raw bytes. Each event's
+// Admission is described at HeadVerifier. The body is verified before it
+// is parsed, on its raw bytes. Each event's
 // CloudEvent data is the event element of "payload" byte for byte; the
 // CloudEvent attributes travel as NATS headers in binary mode (ce-*), their
 // values percent-encoded as the CloudEvents NATS binding requires.
 // Dead letters go to <prefix>._deadletter with the raw bytes as data, a
 // Relay-Deadletter-Reason header, the request id, and a Nats-Msg-Id derived
-// from the bytes so that retries do not duplicate them; they are CloudEvents
+// from the package's digest and the element's index, so that retries do not
+// duplicate them while other packages keep their own; they are CloudEvents
 // too (type DeadLetterType) so that a CloudEvents consumer of <prefix>.>
 // decodes every message.
 //
