@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/upvest-relay/upvest-relay/broker/brokertest"
 	"github.com/upvest-relay/upvest-relay/config/configtest"
 	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 )
@@ -150,17 +152,23 @@ func TestReplayWindowsAndFilters(t *testing.T) {
 			}
 		})
 	}
-	// Replay leaves no consumer behind and never changes the stream.
+	// Replay leaves no consumer behind and never changes the stream. It
+	// deletes its ordered consumer when done; one the ordered consumer
+	// recreated meanwhile (a reset) goes within its 10 s inactive threshold.
 	s, err := f.a.js.Stream(context.Background(), "UPVEST")
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Consumers != 0 || info.State.Msgs != uint64(len(f.events)) {
-		t.Errorf("after replays: %d consumers, %d messages; want 0 and %d", info.State.Consumers, info.State.Msgs, len(f.events))
+	var info *jetstream.StreamInfo
+	brokertest.Eventually(t, 15*time.Second, "no consumer left after the replays", func() bool {
+		info, err = s.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Consumers == 0
+	})
+	if info.State.Msgs != uint64(len(f.events)) {
+		t.Errorf("after replays: %d messages; want %d", info.State.Msgs, len(f.events))
 	}
 }
 
