@@ -7,7 +7,11 @@
 // Every check gives one Result, in the fixed order of Names, whatever
 // happens: a check whose prerequisite failed, or that does not apply to the
 // configuration, is Skipped with the reason. A diagnosis passes when no
-// check Failed.
+// check Failed. A check that was asked for but could not be made (NATS of an
+// embedded server with no relay running, a test delivery with the control
+// loop off) fails rather than being skipped, so that passing always
+// means every applicable check passed. A check skipped because an earlier
+// one failed adds nothing: the diagnosis has failed already.
 package check
 
 import (
@@ -235,7 +239,7 @@ func (d *diagnosis) nats(ctx context.Context) {
 	if u == "" {
 		b, err := os.ReadFile(filepath.Join(cfg.DataDir, URLFile))
 		if err != nil {
-			d.report(NATS, Skipped, "RELAY_NATS_URL is empty (the relay starts an embedded server) and no relay is running on RELAY_DATA_DIR %s", cfg.DataDir)
+			d.report(NATS, Failed, "RELAY_NATS_URL is empty (the relay starts an embedded server) and no relay is running on RELAY_DATA_DIR %s: start the relay, or set RELAY_NATS_URL", cfg.DataDir)
 			return
 		}
 		u = strings.TrimSpace(string(b))
@@ -514,6 +518,9 @@ func (d *diagnosis) testDelivery(ctx context.Context) {
 	switch {
 	case !d.c.testDelivery:
 		d.report(TestDelivery, Skipped, "not asked for (--test-delivery)")
+		return
+	case d.cfg.WebhookURL == "":
+		d.report(TestDelivery, Failed, "asked for, but RELAY_WEBHOOK_URL is empty: there is no subscription to test")
 		return
 	case d.webhookID == "":
 		d.report(TestDelivery, Skipped, "needs the subscription")

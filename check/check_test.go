@@ -196,6 +196,9 @@ func TestCheckFailures(t *testing.T) {
 		{name: "no subscription", edit: func(t *testing.T, s *setup) []string {
 			return append(s.env, "RELAY_WEBHOOK_URL=https://relay.example.com/webhooks/upvest")
 		}, failed: check.Subscription, detail: "no subscription", skipped: []string{check.TestDelivery}},
+		{name: "test delivery with the control loop off", edit: func(t *testing.T, s *setup) []string {
+			return append(s.env, "RELAY_WEBHOOK_URL=")
+		}, failed: check.TestDelivery, detail: "RELAY_WEBHOOK_URL is empty", skipped: []string{check.Subscription}},
 		{name: "bad keys file", edit: func(t *testing.T, s *setup) []string {
 			f := filepath.Join(t.TempDir(), "keys.json")
 			os.WriteFile(f, []byte(`{"keys":[]}`), 0o600)
@@ -231,12 +234,15 @@ func TestCheckFailures(t *testing.T) {
 // s0 matches any detail.
 const s0 = ""
 
-func TestCheckEmbeddedWithoutRelaySkipsNATS(t *testing.T) {
+func TestCheckEmbeddedWithoutRelayFailsNATS(t *testing.T) {
 	s := newSetup(t)
 	env := append([]string{}, s.env[1:]...) // no RELAY_NATS_URL
 	env = append(env, "RELAY_DATA_DIR="+t.TempDir())
-	got, _ := runCheck(t, env)
-	wantStatus(t, got, check.NATS, check.Skipped, "no relay is running")
+	got, ok := runCheck(t, env)
+	if ok {
+		t.Error("check passed without NATS")
+	}
+	wantStatus(t, got, check.NATS, check.Failed, "no relay is running")
 	wantStatus(t, got, check.Stream, check.Skipped, "needs NATS")
 
 	// A relay running on the data dir records its server's URL.

@@ -18,10 +18,12 @@ enabled and as configured. With --test-delivery it also asks Upvest for a
 test delivery and waits for it to reach the stream through a running relay.
 
 One line per check on stdout: "ok: what was found", "failed: why" or
-"skipped: why". With --json, one JSON object per check (JSON lines):
+"skipped: why" (skipped: not applicable to this configuration, or an earlier
+check it needs failed). With --json, one JSON object per check (JSON lines):
 {"check":"nats","status":"ok","detail":"..."}. Exit 0 when no check failed,
 1 when one did. With the embedded server (RELAY_NATS_URL empty) it connects
-to the server of a relay running on RELAY_DATA_DIR.`
+to the server of a relay running on RELAY_DATA_DIR; with none running, the
+nats check fails.`
 
 func runCheck(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("check", checkSummary, stdout)
