@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	neturl "net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +19,7 @@ type ConnectOption func(*connectConfig)
 type connectConfig struct {
 	name      string
 	creds     string
+	tls       []nats.Option
 	inProcess nats.InProcessConnProvider
 	extra     []nats.Option
 }
@@ -31,6 +34,22 @@ func WithName(name string) ConnectOption {
 // seed). An empty path is ignored.
 func WithCredentials(path string) ConnectOption {
 	return func(c *connectConfig) { c.creds = path }
+}
+
+// WithTLS connects over TLS: caFile (PEM) verifies the servers, certFile
+// and keyFile are the client certificate for mutual TLS. Empty names are
+// ignored; with all three empty the connection uses TLS only when the URL
+// says so (tls://).
+func WithTLS(caFile, certFile, keyFile string) ConnectOption {
+	return func(c *connectConfig) {
+		c.tls = nil
+		if caFile != "" {
+			c.tls = append(c.tls, nats.RootCAs(caFile))
+		}
+		if certFile != "" || keyFile != "" {
+			c.tls = append(c.tls, nats.ClientCert(certFile, keyFile))
+		}
+	}
 }
 
 // WithInProcess connects to an embedded server in process instead of over
@@ -51,15 +70,46 @@ const (
 	maxPingsOut  = 2
 )
 
-// Connect opens a NATS connection to url that reconnects forever, logging
-// connects, disconnects, reconnects, closes and asynchronous errors on log.
-// It retries the first connection too and returns once connected, or with
-// ctx's error (and the connection closed) when ctx ends first.
+// Dial opens a NATS connection to url and returns at once, connected or
+// not: a connection that cannot be made yet keeps being tried in the
+// background, forever, as does a lost one. Every failed attempt is logged
+// with the URL (user information redacted) and the cause, and so are
+// connects, disconnects, reconnects and asynchronous errors. A connection
+// that is closed or drained on purpose logs no warning.
+func Dial(url string, log zerolog.Logger, opts ...ConnectOption) (*nats.Conn, error) {
+	nc, _, err := dial(url, log, opts)
+	return nc, err
+}
+
+// Connect is Dial, then a wait until the connection is made. It returns
+// ctx's error (and closes the connection) when ctx ends first.
 func Connect(ctx context.Context, url string, log zerolog.Logger, opts ...ConnectOption) (*nats.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("broker: connect %s: %w", RedactURL(url), err)
+	}
+	nc, connected, err := dial(url, log, opts)
+	if err != nil {
+		return nil, err
+	}
+	if nc.IsConnected() {
+		return nc, nil
+	}
+	select {
+	case <-connected:
+		return nc, nil
+	case <-ctx.Done():
+		nc.Close()
+		return nil, fmt.Errorf("broker: connect %s: %w", RedactURL(url), ctx.Err())
+	}
+}
+
+// dial is Dial, also returning a channel closed once first connected.
+func dial(url string, log zerolog.Logger, opts []ConnectOption) (*nats.Conn, <-chan struct{}, error) {
 	cfg := connectConfig{name: "upvest-relay"}
 	for _, o := range opts {
 		o(&cfg)
 	}
+	shown := RedactURL(url)
 	connected := make(chan struct{})
 	var once sync.Once
 	nopts := []nats.Option{
@@ -81,18 +131,25 @@ func Connect(ctx context.Context, url string, log zerolog.Logger, opts ...Connec
 			once.Do(func() { close(connected) })
 			log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("NATS connected")
 		}),
+		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
+			log.Warn().Err(err).Str("url", shown).Msg("NATS connection attempt failed; retrying")
+		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if nc.IsClosed() || nc.IsDraining() {
+				return // a stop on purpose, not news
+			}
 			ev := log.Warn()
 			if err != nil {
 				ev = ev.Err(err)
 			}
-			ev.Msg("NATS disconnected")
+			ev.Str("url", shown).Msg("NATS disconnected")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			once.Do(func() { close(connected) })
 			log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("NATS reconnected")
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
-			log.Info().Msg("NATS connection closed")
+			log.Debug().Msg("NATS connection closed")
 		}),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
 			ev := log.Error().Err(err)
@@ -105,30 +162,57 @@ func Connect(ctx context.Context, url string, log zerolog.Logger, opts ...Connec
 	if cfg.creds != "" {
 		nopts = append(nopts, nats.UserCredentials(cfg.creds))
 	}
+	nopts = append(nopts, cfg.tls...)
 	if cfg.inProcess != nil {
 		nopts = append(nopts, nats.InProcessServer(cfg.inProcess))
 	}
 	nopts = append(nopts, cfg.extra...)
 
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("broker: connect: %w", err)
-	}
 	nc, err := nats.Connect(url, nopts...)
 	if err != nil {
-		return nil, fmt.Errorf("broker: connect: %w", err)
+		return nil, nil, fmt.Errorf("broker: connect %s: %w", shown, err)
 	}
-	if nc.IsConnected() {
-		// The handler may not have run yet; it will, and once keeps it
-		// from closing twice.
-		return nc, nil
+	return nc, connected, nil
+}
+
+// Close drains nc (pending publishes are flushed, subscriptions finish what
+// they hold) and waits up to timeout for it to close, closing it outright
+// past that. It is a no-op for a nil or closed connection.
+func Close(nc *nats.Conn, timeout time.Duration) {
+	if nc == nil || nc.IsClosed() {
+		return
 	}
-	select {
-	case <-connected:
-		return nc, nil
-	case <-ctx.Done():
+	if err := nc.Drain(); err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("broker: connect: %w", ctx.Err())
+		return
 	}
+	deadline := time.Now().Add(timeout)
+	for !nc.IsClosed() {
+		if time.Now().After(deadline) {
+			nc.Close()
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// RedactURL returns the comma-separated NATS URL list s with any user
+// information replaced by "redacted", for logs and errors.
+func RedactURL(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		u, err := neturl.Parse(strings.TrimSpace(p))
+		switch {
+		case err != nil:
+			parts[i] = "(unparsable URL)"
+		case u.User != nil:
+			u.User = neturl.User("redacted")
+			parts[i] = u.String()
+		default:
+			parts[i] = strings.TrimSpace(p)
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // Connected returns a readiness check that passes while nc is connected.
