@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
@@ -27,6 +28,14 @@ type SubscriptionAPI interface {
 // test delivery (POST /webhooks/{id}/test).
 type Tester interface {
 	TestWebhook(ctx context.Context, id string) error
+}
+
+// Arrivals tells when a package for a webhook reaches the relay, at any of
+// its replicas. Watch starts watching for packages of webhookID that arrive
+// from now on; the returned channel is closed at the first one. Watching
+// ends when ctx ends.
+type Arrivals interface {
+	Watch(ctx context.Context, webhookID string) (<-chan struct{}, error)
 }
 
 // Elector decides whether this replica may reconcile. *Lease implements it.
@@ -52,9 +61,10 @@ type State struct {
 	InSync        bool      `json:"in_sync"`
 	LastReconcile time.Time `json:"last_reconcile,omitzero"`
 	LastError     string    `json:"last_error,omitempty"`
-	// TestDelivery is "", "pending", "arrived" or "missing": after this
-	// replica registered or re-enabled the subscription it asked Upvest for
-	// a test delivery (WithTestDelivery) and waits to see it arrive.
+	// TestDelivery is "", TestPending, TestArrived or TestMissing: after
+	// this replica registered or re-enabled the subscription it asked
+	// Upvest for a test delivery (WithTestDelivery) and waits to see it
+	// arrive.
 	TestDelivery string `json:"test_delivery,omitempty"`
 }
 
@@ -67,8 +77,15 @@ type Keeper struct {
 	renew    time.Duration
 	minWait  time.Duration
 	log      zerolog.Logger
+	reg      prometheus.Registerer
 	metrics  *metrics
 	testWait time.Duration // 0: no test deliveries
+	arrivals Arrivals
+	lease    *leaseOptions
+
+	// Owned by the goroutine in Run.
+	testArrived <-chan struct{} // closed when the pending test arrived
+	testStop    context.CancelFunc
 
 	mu       sync.Mutex
 	state    State
@@ -76,14 +93,33 @@ type Keeper struct {
 	testSent bool      // a test was requested and not yet resolved
 }
 
+type leaseOptions struct {
+	js       jetstream.JetStream
+	bucket   string
+	ttl      time.Duration
+	replicas int
+}
+
 // Option tunes a Keeper.
 type Option func(*Keeper)
 
 // WithElector makes the keeper reconcile only while elector says this
 // replica leads, checking every renew period (a third of the lease TTL).
-// Without it the keeper always leads.
+// Without it (or WithLease) the keeper always leads.
 func WithElector(e Elector, renew time.Duration) Option {
 	return func(k *Keeper) { k.elector, k.renew = e, renew }
+}
+
+// WithLease makes the keeper reconcile only while it holds a lease in the
+// JetStream KV bucket (created with LeaseBucket's rules on first use, so
+// the keeper may start before JetStream is reachable), renewed every third
+// of ttl. The lease key derives from the desired URL, so every replica
+// maintaining that URL competes for it; the holder id is the host name
+// plus a random suffix.
+func WithLease(js jetstream.JetStream, bucket string, ttl time.Duration, replicas int) Option {
+	return func(k *Keeper) {
+		k.lease = &leaseOptions{js: js, bucket: bucket, ttl: ttl, replicas: replicas}
+	}
 }
 
 // WithInterval sets the reconcile period (default 1m). Drift is repaired
@@ -98,20 +134,30 @@ func WithMinBackoff(d time.Duration) Option { return func(k *Keeper) { k.minWait
 func WithLogger(l zerolog.Logger) Option { return func(k *Keeper) { k.log = l } }
 
 // WithRegisterer registers the keeper's metrics (relay_keeper_leader,
-// relay_subscription_enabled, relay_keeper_reconciles_total) on r.
-func WithRegisterer(r prometheus.Registerer) Option {
-	return func(k *Keeper) { k.metrics = newMetrics(r) }
-}
+// relay_subscription_enabled, relay_keeper_reconciles_total,
+// relay_keeper_changes_total) on r.
+func WithRegisterer(r prometheus.Registerer) Option { return func(k *Keeper) { k.reg = r } }
 
 // WithTestDelivery makes the keeper ask Upvest for a test delivery after
 // it created or re-enabled the subscription (when api implements Tester),
-// and report whether TestArrived was called within wait: "arrived", or a
-// warning that deliveries do not reach the relay (a wrong public URL or
-// route). Only the leader asks; any replica's ingress may see the test.
-func WithTestDelivery(wait time.Duration) Option { return func(k *Keeper) { k.testWait = wait } }
+// and report whether arrivals saw a package for the subscription within
+// wait: "arrived", or a warning that deliveries do not reach the relay (a
+// wrong public URL or route). Only the leader asks; any replica's ingress
+// may receive the test. The test event's type is not relied on (Upvest
+// does not document it): any package for the subscription's webhook id
+// that arrives after the test was asked for proves the way in.
+func WithTestDelivery(wait time.Duration, arrivals Arrivals) Option {
+	return func(k *Keeper) { k.testWait, k.arrivals = wait, arrivals }
+}
 
-// New returns a keeper that maintains want through api.
-func New(api SubscriptionAPI, want Desired, opts ...Option) *Keeper {
+// ErrInvalid is wrapped by New's errors for arguments that cannot work.
+var ErrInvalid = errors.New("keeper: invalid argument")
+
+// New returns a keeper that maintains want through api, or an error
+// wrapping ErrInvalid for arguments that cannot work (a missing api or
+// URL, a non-positive interval or back-off, a lease TTL outside
+// (0, MaxLeaseTTL]), or the registerer's error.
+func New(api SubscriptionAPI, want Desired, opts ...Option) (*Keeper, error) {
 	k := &Keeper{
 		api:      api,
 		want:     want,
@@ -122,13 +168,52 @@ func New(api SubscriptionAPI, want Desired, opts ...Option) *Keeper {
 	for _, o := range opts {
 		o(k)
 	}
-	if k.metrics == nil {
-		k.metrics = newMetrics(nil)
+	invalid := func(format string, args ...any) (*Keeper, error) {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 	}
-	if k.renew <= 0 || k.renew > k.interval {
+	switch {
+	case api == nil:
+		return invalid("no subscription API")
+	case want.URL == "":
+		return invalid("no subscription URL")
+	case k.interval <= 0:
+		return invalid("interval %s is not positive", k.interval)
+	case k.minWait <= 0:
+		return invalid("minimum back-off %s is not positive", k.minWait)
+	case k.renew < 0:
+		return invalid("renew period %s is negative", k.renew)
+	case k.testWait < 0:
+		return invalid("test delivery wait %s is negative", k.testWait)
+	case k.testWait > 0 && k.arrivals == nil:
+		return invalid("a test delivery wait needs something that sees arrivals")
+	case k.elector != nil && k.lease != nil:
+		return invalid("both an elector and a lease")
+	}
+	if l := k.lease; l != nil {
+		switch {
+		case l.js == nil:
+			return invalid("lease without JetStream")
+		case l.ttl <= 0 || l.ttl > MaxLeaseTTL:
+			return invalid("lease TTL %s outside (0, %s]", l.ttl, MaxLeaseTTL)
+		}
+		k.elector = &Lease{
+			open: func(ctx context.Context) (jetstream.KeyValue, error) {
+				return LeaseBucket(ctx, l.js, l.bucket, l.ttl, l.replicas)
+			},
+			key:    leaseKey(want.URL),
+			holder: holderID(),
+		}
+		k.renew = l.ttl / 3
+	}
+	m, err := newMetrics(k.reg)
+	if err != nil {
+		return nil, err
+	}
+	k.metrics = m
+	if k.renew == 0 || k.renew > k.interval {
 		k.renew = k.interval
 	}
-	return k
+	return k, nil
 }
 
 // State returns a snapshot of the keeper's state.
@@ -148,6 +233,7 @@ func (k *Keeper) Run(ctx context.Context) error {
 		lastErr string
 	)
 	defer k.release()
+	defer k.stopWatching()
 	for {
 		leader := k.elect(ctx)
 		if ctx.Err() != nil {
@@ -169,7 +255,7 @@ func (k *Keeper) Run(ctx context.Context) error {
 				}
 				next = time.Now().Add(wait)
 				if msg := err.Error(); msg != lastErr {
-					k.log.Warn().Err(err).Dur("retry_in", wait).Msg("reconcile failed; backing off")
+					k.log.Warn().Err(err).Int64("retry_in_ms", wait.Milliseconds()).Msg("reconcile failed; backing off")
 					lastErr = msg
 				}
 			} else {
@@ -195,6 +281,9 @@ func (k *Keeper) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
+		case <-k.testArrived:
+			t.Stop()
+			k.testDeliveryArrived()
 		case <-t.C:
 		}
 	}
@@ -304,49 +393,78 @@ func (k *Keeper) Reconcile(ctx context.Context) (err error) {
 	return nil
 }
 
-// requestTestDelivery asks Upvest to send a test package to the
-// subscription that was just created or re-enabled. Failing to ask is
-// logged, not an error: the subscription itself is in order.
+// requestTestDelivery starts watching for packages of the subscription
+// that was just created or re-enabled, then asks Upvest to send it a test
+// package. Failing to ask is logged, not an error: the subscription itself
+// is in order.
 func (k *Keeper) requestTestDelivery(ctx context.Context, id string) {
 	t, ok := k.api.(Tester)
 	if !ok || k.testWait <= 0 {
 		return
 	}
+	k.stopWatching()
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	arrived, err := k.arrivals.Watch(wctx, id)
+	if err != nil {
+		stop()
+		k.log.Warn().Err(err).Str("webhook_id", id).Msg("cannot watch for a test delivery; not asking for one")
+		return
+	}
 	if err := t.TestWebhook(ctx, id); err != nil {
+		stop()
 		k.log.Warn().Err(err).Str("webhook_id", id).Msg("could not request a test delivery")
 		return
 	}
+	k.testArrived, k.testStop = arrived, stop
 	k.mu.Lock()
-	k.state.TestDelivery, k.testSent, k.testDue = "pending", true, time.Now().Add(k.testWait)
+	k.state.TestDelivery, k.testSent, k.testDue = TestPending, true, time.Now().Add(k.testWait)
 	k.mu.Unlock()
-	k.log.Info().Str("webhook_id", id).Dur("wait", k.testWait).Msg("test delivery requested")
+	k.log.Info().Str("webhook_id", id).Int64("wait_ms", k.testWait.Milliseconds()).Msg("test delivery requested")
 }
 
-// TestArrived records that a test delivery reached the relay (any
-// replica's ingress). cmd/relay calls it for every test event it sees on
-// NATS.
-func (k *Keeper) TestArrived() {
+// The values of State.TestDelivery.
+const (
+	TestPending = "pending"
+	TestArrived = "arrived"
+	TestMissing = "missing"
+)
+
+// stopWatching ends the watch for a pending test delivery, if any.
+func (k *Keeper) stopWatching() {
+	if k.testStop != nil {
+		k.testStop()
+	}
+	k.testArrived, k.testStop = nil, nil
+}
+
+// testDeliveryArrived records that a package of the subscription reached
+// the relay after the test was asked for.
+func (k *Keeper) testDeliveryArrived() {
+	k.stopWatching()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if !k.testSent {
 		return
 	}
 	k.testSent = false
-	k.state.TestDelivery = "arrived"
-	k.log.Info().Msg("test delivery arrived: Upvest reaches the relay")
+	k.state.TestDelivery = TestArrived
+	k.log.Info().Str("webhook_id", k.state.WebhookID).Msg("test delivery arrived: Upvest reaches the relay")
 }
 
 // checkTestDelivery turns a pending test delivery that is overdue into a
 // warning, once.
 func (k *Keeper) checkTestDelivery() {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	if !k.testSent || time.Now().Before(k.testDue) {
+		k.mu.Unlock()
 		return
 	}
 	k.testSent = false
-	k.state.TestDelivery = "missing"
-	k.log.Warn().Str("webhook_id", k.state.WebhookID).Dur("waited", k.testWait).
+	k.state.TestDelivery = TestMissing
+	id := k.state.WebhookID
+	k.mu.Unlock()
+	k.stopWatching()
+	k.log.Warn().Str("webhook_id", id).Int64("waited_ms", k.testWait.Milliseconds()).
 		Msg("test delivery did not arrive: check that RELAY_WEBHOOK_URL routes to this relay's ingress")
 }
 

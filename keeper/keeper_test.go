@@ -2,16 +2,17 @@ package keeper_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
 	"github.com/upvest-relay/upvest-relay/keeper"
@@ -86,7 +87,7 @@ func sorted(s []string) []string {
 
 func TestReconcileCreatesThenEnables(t *testing.T) {
 	u := newUpstream(t)
-	k := keeper.New(u.client, want)
+	k := newKeeper(t, u.client, want)
 	if err := k.Reconcile(context.Background()); err != nil {
 		t.Fatalf("Reconcile: %v", err)
 	}
@@ -123,7 +124,7 @@ func TestReconcileAdoptsExistingSubscription(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := keeper.New(u.client, want).Reconcile(context.Background()); err != nil {
+	if err := newKeeper(t, u.client, want).Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if !u.matches() || u.mine()[0].ID != existing.ID {
@@ -139,7 +140,7 @@ func TestReconcileAdoptsExistingSubscription(t *testing.T) {
 
 func TestKeeperConvergesAfterDrift(t *testing.T) {
 	u := newUpstream(t)
-	k := keeper.New(u.client, want, keeper.WithInterval(50*time.Millisecond), keeper.WithMinBackoff(10*time.Millisecond))
+	k := newKeeper(t, u.client, want, keeper.WithInterval(50*time.Millisecond), keeper.WithMinBackoff(10*time.Millisecond))
 	stop := run(t, k)
 	defer stop()
 	brokertest.Eventually(t, 5*time.Second, "subscription registered", u.matches)
@@ -190,7 +191,7 @@ func TestKeeperRidesOut5xxAnd429Storms(t *testing.T) {
 	u.emu.InjectFault(emulator.Fault{PathPrefix: "/webhooks", Status: 503, Times: 8})
 	u.emu.InjectFault(emulator.Fault{PathPrefix: "/webhooks", Status: 429, RetryAfter: time.Second, Times: 1})
 	u.emu.InjectFault(emulator.Fault{PathPrefix: "/webhooks", Status: 500, Times: 4})
-	k := keeper.New(u.client, want, keeper.WithInterval(200*time.Millisecond), keeper.WithMinBackoff(10*time.Millisecond))
+	k := newKeeper(t, u.client, want, keeper.WithInterval(200*time.Millisecond), keeper.WithMinBackoff(10*time.Millisecond))
 	stop := run(t, k)
 	defer stop()
 	brokertest.Eventually(t, 15*time.Second, "converged after the storm", u.matches)
@@ -206,7 +207,7 @@ func TestKeeperRidesOut5xxAnd429Storms(t *testing.T) {
 func TestKeeperTimesOutSlowUpstream(t *testing.T) {
 	u := newUpstream(t)
 	u.emu.InjectFault(emulator.Fault{Method: "GET", PathPrefix: "/webhooks", Latency: 3 * time.Second, Times: 1})
-	k := keeper.New(u.client, want)
+	k := newKeeper(t, u.client, want)
 	err := k.Reconcile(context.Background())
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Reconcile against a stalled upstream: %v, want DeadlineExceeded", err)
@@ -255,7 +256,7 @@ func TestTwoKeepersOneLeaderAndFailover(t *testing.T) {
 	}
 	newReplica := func(name string) (*keeper.Keeper, *countingAPI) {
 		api := &countingAPI{SubscriptionAPI: u.client}
-		return keeper.New(api, want,
+		return newKeeper(t, api, want,
 			keeper.WithElector(keeper.NewLease(kv, "leader", name), ttl/4),
 			keeper.WithInterval(50*time.Millisecond)), api
 	}
@@ -356,33 +357,73 @@ func run(t *testing.T, k *keeper.Keeper) func() {
 	return stop
 }
 
+// newKeeper is keeper.New, failing the test on an error.
+func newKeeper(t *testing.T, api keeper.SubscriptionAPI, want keeper.Desired, opts ...keeper.Option) *keeper.Keeper {
+	t.Helper()
+	k, err := keeper.New(api, want, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// receiver stands in for the relay's ingress and its keeper.Arrivals: an
+// HTTP endpoint that notes the webhook_id of every package it receives and
+// tells the watchers of that id.
+type receiver struct {
+	*httptest.Server
+	mu       sync.Mutex
+	watchers map[string][]chan struct{}
+}
+
+func newReceiver(t *testing.T) *receiver {
+	r := &receiver{watchers: map[string][]chan struct{}{}}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var pkg struct {
+			Payload []struct {
+				WebhookID string `json:"webhook_id"`
+			} `json:"payload"`
+		}
+		if err := json.NewDecoder(req.Body).Decode(&pkg); err != nil || len(pkg.Payload) == 0 {
+			return
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		id := pkg.Payload[0].WebhookID
+		for _, c := range r.watchers[id] {
+			close(c)
+		}
+		delete(r.watchers, id)
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *receiver) Watch(ctx context.Context, webhookID string) (<-chan struct{}, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := make(chan struct{})
+	r.watchers[webhookID] = append(r.watchers[webhookID], c)
+	return c, nil
+}
+
 func TestTestDeliveryAfterRegistering(t *testing.T) {
 	u := newUpstream(t)
-	var k *keeper.Keeper
-	// The webhook receiver stands in for the relay's ingress: it reports
-	// the WEBHOOK.TEST package it gets, as cmd/relay does from NATS.
-	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if strings.Contains(string(body), `"WEBHOOK.TEST"`) {
-			k.TestArrived()
-		}
-	}))
-	defer receiver.Close()
+	rcv := newReceiver(t)
 	reachable := want
-	reachable.URL = receiver.URL + "/webhooks/upvest"
-	k = keeper.New(u.client, reachable, keeper.WithTestDelivery(5*time.Second))
+	reachable.URL = rcv.URL + "/webhooks/upvest"
+	k := newKeeper(t, u.client, reachable, keeper.WithTestDelivery(5*time.Second, rcv), keeper.WithInterval(time.Minute))
 	if got := k.State().TestDelivery; got != "" {
 		t.Fatalf("TestDelivery before registering = %q, want empty", got)
 	}
-	if err := k.Reconcile(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	stop := run(t, k)
+	brokertest.Eventually(t, 5*time.Second, "test delivery reported as arrived", func() bool {
+		return k.State().TestDelivery == keeper.TestArrived
+	})
+	stop()
 	if got := u.emu.CallCount("POST", "/webhooks/{id}/test"); got != 1 {
 		t.Errorf("test deliveries requested: %d, want 1", got)
 	}
-	brokertest.Eventually(t, 5*time.Second, "test delivery reported as arrived", func() bool {
-		return k.State().TestDelivery == "arrived"
-	})
 	// A pass that changes nothing asks for no further test.
 	if err := k.Reconcile(context.Background()); err != nil {
 		t.Fatal(err)
@@ -394,15 +435,67 @@ func TestTestDeliveryAfterRegistering(t *testing.T) {
 
 func TestTestDeliveryMissingIsReported(t *testing.T) {
 	u := newUpstream(t)
-	// hookURL points at a closed port: the test package cannot arrive.
-	k := keeper.New(u.client, want, keeper.WithTestDelivery(200*time.Millisecond), keeper.WithInterval(time.Minute))
+	rcv := newReceiver(t)
+	// want's URL points at a closed port: the test package cannot arrive.
+	k := newKeeper(t, u.client, want, keeper.WithTestDelivery(200*time.Millisecond, rcv), keeper.WithInterval(time.Minute))
 	stop := run(t, k)
 	defer stop()
 	brokertest.Eventually(t, 5*time.Second, "test delivery reported missing", func() bool {
-		return k.State().TestDelivery == "missing"
+		return k.State().TestDelivery == keeper.TestMissing
 	})
-	k.TestArrived() // late news changes nothing
-	if got := k.State().TestDelivery; got != "missing" {
-		t.Errorf("TestDelivery after a late arrival = %q, want missing", got)
+}
+
+func TestNewRefusesArgumentsThatCannotWork(t *testing.T) {
+	u := newUpstream(t)
+	_, _, js := brokertest.New(t)
+	rcv := newReceiver(t)
+	noURL := want
+	noURL.URL = ""
+	tests := []struct {
+		name string
+		api  keeper.SubscriptionAPI
+		want keeper.Desired
+		opts []keeper.Option
+	}{
+		{"no api", nil, want, nil},
+		{"no url", u.client, noURL, nil},
+		{"zero interval", u.client, want, []keeper.Option{keeper.WithInterval(0)}},
+		{"negative interval", u.client, want, []keeper.Option{keeper.WithInterval(-time.Second)}},
+		{"zero back-off", u.client, want, []keeper.Option{keeper.WithMinBackoff(0)}},
+		{"test wait without arrivals", u.client, want, []keeper.Option{keeper.WithTestDelivery(time.Second, nil)}},
+		{"negative test wait", u.client, want, []keeper.Option{keeper.WithTestDelivery(-time.Second, rcv)}},
+		{"lease TTL too long", u.client, want, []keeper.Option{keeper.WithLease(js, "b", 16*time.Second, 1)}},
+		{"lease without JetStream", u.client, want, []keeper.Option{keeper.WithLease(nil, "b", time.Second, 1)}},
 	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k, err := keeper.New(tt.api, tt.want, tt.opts...)
+			if !errors.Is(err, keeper.ErrInvalid) {
+				t.Errorf("New = %v, %v; want an error wrapping ErrInvalid", k, err)
+			}
+		})
+	}
+	// A second keeper on one registry is an error, not a panic.
+	reg := prometheus.NewRegistry()
+	newKeeper(t, u.client, want, keeper.WithRegisterer(reg))
+	if _, err := keeper.New(u.client, want, keeper.WithRegisterer(reg)); err == nil {
+		t.Error("New registered the same metrics twice without an error")
+	}
+}
+
+// TestWithLeaseStartsBeforeJetStream: a keeper with WithLease may start
+// while NATS is down; it stands by, then leads once JetStream is there,
+// creating the bucket itself.
+func TestWithLeaseStartsBeforeJetStream(t *testing.T) {
+	u := newUpstream(t)
+	srv, _, js := brokertest.New(t)
+	up := brokertest.Down(t, srv)
+	k := newKeeper(t, u.client, want, keeper.WithLease(js, "relay_keeper", time.Second, 1), keeper.WithInterval(50*time.Millisecond))
+	run(t, k)
+	if k.State().Leader {
+		t.Fatal("leader without JetStream")
+	}
+	up()
+	brokertest.Eventually(t, 15*time.Second, "leader once JetStream is up", func() bool { return k.State().Leader })
+	brokertest.Eventually(t, 5*time.Second, "subscription registered", u.matches)
 }

@@ -2,8 +2,12 @@ package keeper
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,6 +47,7 @@ func LeaseBucket(ctx context.Context, js jetstream.JetStream, bucket string, ttl
 // hold it after a renewal. A Lease is used by one goroutine.
 type Lease struct {
 	kv     jetstream.KeyValue
+	open   func(context.Context) (jetstream.KeyValue, error) // sets kv on first use when nil
 	key    string
 	holder string
 	rev    uint64
@@ -55,6 +60,22 @@ func NewLease(kv jetstream.KeyValue, key, holder string) *Lease {
 	return &Lease{kv: kv, key: key, holder: holder}
 }
 
+// leaseKey is the lease key for the subscription of url: replicas that
+// maintain the same URL compete for the same key.
+func leaseKey(url string) string {
+	sum := sha256.Sum256([]byte(url))
+	return "leader_" + hex.EncodeToString(sum[:8])
+}
+
+// holderID names this process uniquely among replicas: host name plus a
+// random suffix.
+func holderID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return host + "-" + hex.EncodeToString(b)
+}
+
 // Holder is this lease's holder id.
 func (l *Lease) Holder() string { return l.holder }
 
@@ -64,6 +85,13 @@ func (l *Lease) Holder() string { return l.holder }
 // as not held: a replica that cannot reach JetStream must not act as
 // leader, because another one may already have taken over.
 func (l *Lease) Try(ctx context.Context) (bool, error) {
+	if l.kv == nil {
+		kv, err := l.open(ctx)
+		if err != nil {
+			return false, err
+		}
+		l.kv = kv
+	}
 	if l.held {
 		rev, err := l.kv.Update(ctx, l.key, []byte(l.holder), l.rev)
 		if err == nil {

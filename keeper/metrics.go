@@ -1,6 +1,10 @@
 package keeper
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	leader     prometheus.Gauge
@@ -11,7 +15,7 @@ type metrics struct {
 
 // newMetrics creates the keeper's metrics and registers them on r when r is
 // not nil.
-func newMetrics(r prometheus.Registerer) *metrics {
+func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "relay_keeper_leader",
@@ -31,15 +35,20 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		}, []string{"change"}),
 	}
 	if r != nil {
-		r.MustRegister(m.leader, m.enabled, m.reconciles, m.actions)
+		for _, c := range []prometheus.Collector{m.leader, m.enabled, m.reconciles, m.actions} {
+			if err := r.Register(c); err != nil {
+				return nil, fmt.Errorf("keeper: register metrics: %w", err)
+			}
+		}
 	}
-	return m
+	return m, nil
 }
 
 // RegisterIdle registers the keeper's metrics on r at zero, for a relay
 // whose control loop is off: dashboards and alerts then see
 // relay_keeper_leader and relay_subscription_enabled as 0 rather than
 // absent.
-func RegisterIdle(r prometheus.Registerer) {
-	newMetrics(r)
+func RegisterIdle(r prometheus.Registerer) error {
+	_, err := newMetrics(r)
+	return err
 }

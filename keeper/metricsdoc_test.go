@@ -12,7 +12,10 @@ import (
 // docs/metrics.md.
 func TestMetricsAreDocumented(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := newMetrics(reg)
+	m, err := newMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	m.reconciles.WithLabelValues("ok").Inc()
 	m.actions.WithLabelValues("create").Inc()
 	b, err := os.ReadFile("../docs/metrics.md")
