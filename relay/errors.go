@@ -19,6 +19,7 @@ var (
 	ErrBodyUnreadable   = errors.New("relay: body could not be read")
 	ErrUnauthorized     = errors.New("relay: signature rejected")
 	ErrUnavailable      = errors.New("relay: JetStream did not acknowledge every message")
+	ErrNotReady         = errors.New("relay: not ready to store packages")
 )
 
 // retryAfterSeconds is the Retry-After of every 503.
@@ -46,6 +47,8 @@ func answer(err error) problem {
 		return problem{http.StatusBadRequest, resultBadRequest, "body_unreadable", "the body could not be read"}
 	case errors.Is(err, ErrOverloaded):
 		return problem{http.StatusServiceUnavailable, resultOverloaded, "overloaded", "too many packages in flight; retry later"}
+	case errors.Is(err, ErrNotReady):
+		return problem{http.StatusServiceUnavailable, resultUnavailable, "not_ready", "the relay cannot store packages yet (" + notReadyCause(err) + "); retry later"}
 	case errors.Is(err, ErrUnavailable):
 		return problem{http.StatusServiceUnavailable, resultUnavailable, "publish_failed", "the events could not all be stored; retry later"}
 	case errors.Is(err, ErrForbidden):
@@ -89,3 +92,19 @@ func (p problem) write(w http.ResponseWriter) {
 		Detail: p.detail,
 	})
 }
+
+// notReadyCause is the readiness gate's reason inside an ErrNotReady, for
+// the problem detail: what is missing, never a secret.
+func notReadyCause(err error) string {
+	var c gateError
+	if errors.As(err, &c) {
+		return c.cause.Error()
+	}
+	return "starting"
+}
+
+// gateError carries the readiness gate's error inside an ErrNotReady.
+type gateError struct{ cause error }
+
+func (e gateError) Error() string { return e.cause.Error() }
+func (e gateError) Unwrap() error { return e.cause }

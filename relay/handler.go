@@ -69,6 +69,12 @@ func WithAckTimeout(d time.Duration) Option { return func(h *Handler) { h.ackTim
 // being read or verified do not count (see HeadVerifier).
 func WithMaxInFlight(n int) Option { return func(h *Handler) { h.maxInFlight = n } }
 
+// WithReadiness gates the ingress on ready: while it returns an error,
+// every request from an allowed source is answered 503 (reason
+// not_ready, the error's text as the detail) before its body is read,
+// e.g. while the stream does not exist yet. It is called once per request and must be cheap.
+func WithReadiness(ready func() error) Option { return func(h *Handler) { h.ready = ready } }
+
 // WithLogger sets the logger (default: none). Every line of a request
 // carries its req_id.
 func WithLogger(l zerolog.Logger) Option { return func(h *Handler) { h.log = l } }
@@ -90,6 +96,7 @@ type Handler struct {
 	maxInFlight int
 	log         zerolog.Logger
 	reg         prometheus.Registerer
+	ready       func() error
 
 	allowed     []netip.Prefix
 	trusted     []netip.Prefix
@@ -185,7 +192,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		h.metrics.packageDuration.Observe(time.Since(start).Seconds())
 		p.write(w)
 		log.Warn().Err(err).Int("status", p.status).Str("reason", p.reason).
-			Str("method", r.Method).Str("path", r.URL.Path).Dur("duration", time.Since(start)).
+			Str("method", r.Method).Str("path", r.URL.Path).Float64("duration_ms", float64(time.Since(start).Microseconds())/1000).
 			Msg("webhook request rejected")
 		return
 	}
@@ -207,7 +214,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	ev.Int("events", out.Events).Int("published", out.Published).Int("duplicates", out.Duplicates).
-		Int("deadlettered", out.DeadLettered).Dur("duration", time.Since(start)).
+		Int("deadlettered", out.DeadLettered).Float64("duration_ms", float64(time.Since(start).Microseconds())/1000).
 		Msg("webhook package stored")
 }
 
@@ -222,6 +229,11 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request) (outcome, error
 	if !h.allowedSource(r) {
 		w.Header().Set("Connection", "close")
 		return outcome{}, fmt.Errorf("%w: %s", ErrForbidden, r.RemoteAddr)
+	}
+	if h.ready != nil {
+		if err := h.ready(); err != nil {
+			return outcome{}, fmt.Errorf("%w: %w", ErrNotReady, gateError{err})
+		}
 	}
 	body, release, err := h.admitBody(w, r)
 	if err != nil {

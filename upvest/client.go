@@ -246,7 +246,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 			}
 			return nil
 		}
-		c.log.Debug().Str("method", method).Str("path", path).Dur("retry_after", ae.RetryAfter).
+		c.log.Debug().Str("method", method).Str("path", path).Int64("retry_after_ms", ae.RetryAfter.Milliseconds()).
 			Str("request_id", ae.RequestID).Msg("upvest: throttled, retrying once")
 		t := time.NewTimer(ae.RetryAfter)
 		select {
@@ -292,7 +292,7 @@ func (c *Client) attempt(ctx context.Context, method, target string, body []byte
 	}
 	defer resp.Body.Close()
 	c.log.Debug().Str("method", method).Str("path", req.URL.Path).Int("status", resp.StatusCode).
-		Str("request_id", resp.Header.Get("Upvest-Request-Id")).Dur("duration", time.Since(start)).Msg("upvest: call")
+		Str("request_id", resp.Header.Get("Upvest-Request-Id")).Float64("duration_ms", float64(time.Since(start).Microseconds())/1000).Msg("upvest: call")
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		ae := readAPIError(resp, time.Now())

@@ -350,7 +350,7 @@ func (d *deliverer) attempt(pl *plan) {
 		ev = d.s.cfg.log.Info()
 	}
 	ev.Str("webhook_id", a.WebhookID).Int("attempt", a.Attempt).Int("status", status).Err(err).
-		Int("events", len(a.EventIDs)).Dur("backoff", a.Backoff).Msg("emulator: delivery")
+		Int("events", len(a.EventIDs)).Int64("backoff_ms", a.Backoff.Milliseconds()).Msg("emulator: delivery")
 	if d.s.cfg.observer != nil {
 		d.s.cfg.observer(a)
 	}
