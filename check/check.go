@@ -220,13 +220,13 @@ func (d *diagnosis) config() {
 }
 
 // NewUpvestClient builds the Upvest API client from cfg's RELAY_UPVEST_*
-// variables, as `relay serve` does.
-func NewUpvestClient(cfg config.Config) (*upvest.Client, error) {
+// variables; `relay serve` builds its client with it too.
+func NewUpvestClient(cfg config.Config, opts ...upvest.Option) (*upvest.Client, error) {
 	key, err := upvest.LoadSigningKey(cfg.UpvestSigningKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("RELAY_UPVEST_SIGNING_KEY_FILE: %w", err)
 	}
-	c, err := upvest.New(cfg.UpvestBaseURL, cfg.UpvestClientID, cfg.UpvestClientSecret.Reveal(), key, cfg.UpvestSigningKeyID)
+	c, err := upvest.New(cfg.UpvestBaseURL, cfg.UpvestClientID, cfg.UpvestClientSecret.Reveal(), key, cfg.UpvestSigningKeyID, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("RELAY_UPVEST_*: %w", err)
 	}

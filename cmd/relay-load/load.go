@@ -162,13 +162,13 @@ func run(ctx context.Context, cfg config, log zerolog.Logger) (*report, error) {
 	if rep.Verify, err = verifyCost(ctx, verifier, pkgs[:min(len(pkgs), 100)]); err != nil {
 		return nil, err
 	}
-	log.Info().Dur("sign", rep.Sign).Dur("verify_each", rep.Verify).Msg("packages signed")
+	log.Info().Int64("sign_ms", rep.Sign.Milliseconds()).Float64("verify_each_ms", float64(rep.Verify.Microseconds())/1000).Msg("packages signed")
 
 	if rep.Relay, err = measureRelay(ctx, js, cfg, "relay", verifier, pkgs, log); err != nil {
 		return nil, err
 	}
 	if d := time.Since(signedAt); d > signatureLife {
-		log.Warn().Dur("since_signing", d).Msg("the relay run outlived the signatures' 60 s; use fewer packages")
+		log.Warn().Int64("since_signing_ms", d.Milliseconds()).Msg("the relay run outlived the signatures' 60 s; use fewer packages")
 	}
 	log.Info().Float64("events_per_s", rep.Relay.rate()).Msg("relay done")
 

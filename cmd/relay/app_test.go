@@ -23,26 +23,31 @@ import (
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
 	"github.com/upvest-relay/upvest-relay/config"
 	"github.com/upvest-relay/upvest-relay/config/configtest"
+	"github.com/upvest-relay/upvest-relay/keeper"
+	"github.com/upvest-relay/upvest-relay/service"
 	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 )
 
-// startApp runs runApp in the background and returns the running app once
-// it listens, and a stop function that cancels it and returns runApp's
-// error.
-func startApp(t *testing.T, cfg config.Config) (*app, func() error) {
+// startApp runs the service of cfg in the background and returns it once
+// the stream is ready, and a stop function that cancels it and returns
+// Run's error.
+func startApp(t *testing.T, cfg config.Config) (*service.Service, func() error) {
 	t.Helper()
 	return launchApp(t, cfg)()
 }
 
-// launchApp starts runApp in the background at once and returns a function
-// that waits (in the test goroutine) until it listens, so that several apps
-// can be started at the same moment.
-func launchApp(t *testing.T, cfg config.Config) (wait func() (*app, func() error)) {
+// launchApp starts the service of cfg in the background at once and
+// returns a function that waits (in the test goroutine) until its stream is
+// ready, so that several services can be started at the same moment.
+func launchApp(t *testing.T, cfg config.Config) (wait func() (*service.Service, func() error)) {
 	t.Helper()
+	svc, err := newService(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan *app, 1)
 	done := make(chan error, 1)
-	go func() { done <- runApp(ctx, cfg, zerolog.Nop(), func(a *app) { started <- a }) }()
+	go func() { done <- svc.Run(ctx) }()
 	var stopped bool
 	var result error
 	stop := func() error {
@@ -54,20 +59,30 @@ func launchApp(t *testing.T, cfg config.Config) (wait func() (*app, func() error
 		return result
 	}
 	t.Cleanup(func() { _ = stop() })
-	return func() (*app, func() error) {
+	return func() (*service.Service, func() error) {
 		t.Helper()
 		select {
-		case a := <-started:
-			return a, stop
+		case <-svc.Ready():
+			return svc, stop
 		case err := <-done:
 			stopped = true
 			cancel()
-			t.Fatalf("runApp ended before starting: %v", err)
+			t.Fatalf("service ended before it was ready: %v", err)
 		case <-time.After(90 * time.Second):
-			t.Fatal("runApp did not start within 90s")
+			t.Fatal("service not ready within 90s")
 		}
 		return nil, nil
 	}
+}
+
+// keeperState is a's control-loop state; the control loop must be on.
+func keeperState(t *testing.T, a *service.Service) keeper.State {
+	t.Helper()
+	st, ok := a.KeeperState()
+	if !ok {
+		t.Fatal("the control loop is off")
+	}
+	return st
 }
 
 // testConfig loads the configuration of env plus a fresh data dir and
@@ -103,7 +118,7 @@ func TestServeWithOnlyAKeysFile(t *testing.T) {
 	a, stop := startApp(t, testConfig(t, "RELAY_VERIFY_KEYS_FILE="+keysFile))
 
 	get := func(path string) int {
-		resp, err := http.Get("http://" + a.admin.Addr().String() + path)
+		resp, err := http.Get("http://" + a.AdminAddr() + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,7 +147,7 @@ func TestServeWithOnlyAKeysFile(t *testing.T) {
 	if got := post(t, emu, body, a); got != http.StatusOK {
 		t.Fatalf("retried package: %d, want 200", got)
 	}
-	if got := streamMsgs(t, a.js, "UPVEST"); got != uint64(len(events)) {
+	if got := streamMsgs(t, a.JetStream(), "UPVEST"); got != uint64(len(events)) {
 		t.Errorf("stream holds %d messages, want %d", got, len(events))
 	}
 
@@ -144,12 +159,12 @@ func TestServeWithOnlyAKeysFile(t *testing.T) {
 	if got := post(t, emu, body, a); got != http.StatusOK {
 		t.Fatalf("package with a 3 MiB event: %d, want 200", got)
 	}
-	if got := streamMsgs(t, a.js, "UPVEST"); got != uint64(len(events))+1 {
+	if got := streamMsgs(t, a.JetStream(), "UPVEST"); got != uint64(len(events))+1 {
 		t.Errorf("stream holds %d messages, want %d", got, len(events)+1)
 	}
 	// Every metric the contract names is exposed, the keeper's at 0 with
 	// the control loop off.
-	resp, err = http.Get("http://" + a.admin.Addr().String() + "/metrics")
+	resp, err = http.Get("http://" + a.AdminAddr() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +186,7 @@ func TestServeWithOnlyAKeysFile(t *testing.T) {
 		}
 	}
 	if err := stop(); err != nil {
-		t.Errorf("runApp after stop: %v", err)
+		t.Errorf("Run after stop: %v", err)
 	}
 }
 
@@ -216,7 +231,7 @@ func TestDeliveryThroughRelayExactlyOnceAcrossRestart(t *testing.T) {
 	})
 
 	brokertest.Eventually(t, 10*time.Second, "the keeper's test delivery arrived", func() bool {
-		return a.keeper.State().TestDelivery == "arrived"
+		return keeperState(t, a).TestDelivery == "arrived"
 	})
 
 	gen := emulator.NewGenerator(7)
@@ -246,7 +261,7 @@ func TestDeliveryThroughRelayExactlyOnceAcrossRestart(t *testing.T) {
 	}
 	// Every published event, plus the test delivery the keeper asked for
 	// (a real, signed event like any other).
-	ids := streamIDs(t, a.js, "UPVEST")
+	ids := streamIDs(t, a.JetStream(), "UPVEST")
 	if len(ids) != first+second+1 {
 		t.Errorf("stream holds %d distinct events, want %d", len(ids), first+second+1)
 	}
@@ -350,7 +365,7 @@ func streamIDs(t *testing.T, js jetstream.JetStream, name string) map[string]int
 
 // post posts body to a's ingress, signed as Upvest signs deliveries, and
 // returns the status (0 when the request failed).
-func post(t *testing.T, emu *emulator.Server, body []byte, a *app) int {
+func post(t *testing.T, emu *emulator.Server, body []byte, a *service.Service) int {
 	t.Helper()
 	return postConcurrently(t, emu, body, a)[0]
 }
@@ -358,7 +373,7 @@ func post(t *testing.T, emu *emulator.Server, body []byte, a *app) int {
 // postUntilOK posts body to a as Upvest delivers: the same package,
 // signed anew each attempt, again after a short pause until it is answered
 // 200 or within passes. It returns the last status.
-func postUntilOK(t *testing.T, emu *emulator.Server, body []byte, a *app, within time.Duration) int {
+func postUntilOK(t *testing.T, emu *emulator.Server, body []byte, a *service.Service, within time.Duration) int {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	pause := 50 * time.Millisecond
@@ -374,7 +389,7 @@ func postUntilOK(t *testing.T, emu *emulator.Server, body []byte, a *app, within
 
 // postConcurrently posts body, signed as Upvest signs it, to every app at
 // once and returns their statuses in order (0 when the request failed).
-func postConcurrently(t *testing.T, emu *emulator.Server, body []byte, apps ...*app) []int {
+func postConcurrently(t *testing.T, emu *emulator.Server, body []byte, apps ...*service.Service) []int {
 	t.Helper()
 	client := &http.Client{Timeout: 30 * time.Second}
 	got := make([]int, len(apps))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/upvest-relay/upvest-relay/broker"
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
+	"github.com/upvest-relay/upvest-relay/service"
 	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 )
 
@@ -65,7 +66,7 @@ func TestReplicasOnACluster(t *testing.T) {
 	wait1 := launchApp(t, testConfig(t, env...))
 	a0, stop0 := wait0()
 	a1, stop1 := wait1()
-	apps, stops := []*app{a0, a1}, []func() error{stop0, stop1}
+	apps, stops := []*service.Service{a0, a1}, []func() error{stop0, stop1}
 	lb.set(apps[0].IngressAddr(), apps[1].IngressAddr())
 
 	nc := brokertest.Connect(t, cluster.URL)
@@ -78,10 +79,10 @@ func TestReplicasOnACluster(t *testing.T) {
 
 	// One leader, one subscription, replicated stream and lease bucket.
 	var leader int
-	brokertest.Eventually(t, leaseTTL, "exactly one replica leads the control loop", func() bool {
+	brokertest.Eventually(t, service.LeaseTTL, "exactly one replica leads the control loop", func() bool {
 		n := 0
 		for i, a := range apps {
-			if a.keeper.State().Leader {
+			if keeperState(t, a).Leader {
 				leader, n = i, n+1
 			}
 		}
@@ -113,7 +114,7 @@ func TestReplicasOnACluster(t *testing.T) {
 	for i := range 4 {
 		events := gen.Batch(4)
 		body := packageBody(t, events, webhookID)
-		for _, a := range []*app{apps[i%2], apps[(i+1)%2]} {
+		for _, a := range []*service.Service{apps[i%2], apps[(i+1)%2]} {
 			if got := post(t, emu, body, a); got != http.StatusOK {
 				t.Errorf("package %d on replica %s: %d, want 200", i, a.IngressAddr(), got)
 			}
@@ -145,8 +146,8 @@ func TestReplicasOnACluster(t *testing.T) {
 		t.Fatalf("stopping leader replica %d: %v", leader, err)
 	}
 	standby := apps[1-leader]
-	brokertest.Eventually(t, leaseTTL, "standby replica takes over the control loop", func() bool {
-		return standby.keeper.State().Leader
+	brokertest.Eventually(t, service.LeaseTTL, "standby replica takes over the control loop", func() bool {
+		return keeperState(t, standby).Leader
 	})
 	if err := emu.SetWebhookEnabled(webhookID, false); err != nil {
 		t.Fatal(err)
@@ -178,7 +179,7 @@ func TestReplicasOnACluster(t *testing.T) {
 		{"stream leader", func(leader, _ string) int { return cluster.Index(leader) }},
 	}
 	for _, o := range outages {
-		node := o.node(streamInfo(t, js, "UPVEST").Cluster.Leader, standby.nc.ConnectedServerName())
+		node := o.node(streamInfo(t, js, "UPVEST").Cluster.Leader, standby.Conn().ConnectedServerName())
 		name := cluster.Servers()[node].Name()
 		restart := cluster.Stop(node)
 		for i := range 3 {
@@ -193,7 +194,7 @@ func TestReplicasOnACluster(t *testing.T) {
 		}
 		deliver(ctx, t, emu, tenant.ClientID, webhookID, gen, want, 100)
 		brokertest.Eventually(t, 10*time.Second, "relay ready with the "+o.name+" down", func() bool {
-			return getStatus(t, "http://"+standby.admin.Addr().String()+"/readyz") == http.StatusOK
+			return getStatus(t, "http://"+standby.AdminAddr()+"/readyz") == http.StatusOK
 		})
 
 		restart()

@@ -96,12 +96,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 
 	view := newLiveView(stdout, *plain, cfg, emu.URL(), filepath.Join(dir, "relay.log"))
+	a, err := newService(cfg, log)
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
-	started := make(chan *app, 1)
-	g.Go(func() error { return runApp(gctx, cfg, log, func(a *app) { started <- a }) })
-	var a *app
+	g.Go(func() error { return a.Run(gctx) })
 	select {
-	case a = <-started:
+	case <-a.Started():
 	case <-gctx.Done():
 		return g.Wait()
 	}

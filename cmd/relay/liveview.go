@@ -15,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/upvest-relay/upvest-relay/config"
+	"github.com/upvest-relay/upvest-relay/service"
 	"github.com/upvest-relay/upvest-relay/subjects"
 )
 
@@ -69,8 +70,8 @@ func isTerminal(w io.Writer) bool {
 
 // run subscribes to every subject under the prefix and renders until ctx
 // ends.
-func (v *liveView) run(ctx context.Context, a *app) error {
-	sub, err := a.nc.Subscribe(subjects.Stream(v.cfg.SubjectPrefix), v.observe)
+func (v *liveView) run(ctx context.Context, a *service.Service) error {
+	sub, err := a.Conn().Subscribe(subjects.Stream(v.cfg.SubjectPrefix), v.observe)
 	if err != nil {
 		return fmt.Errorf("live view: %w", err)
 	}
@@ -105,13 +106,20 @@ func (v *liveView) observe(m *nats.Msg) {
 	}
 }
 
-func (v *liveView) intro(a *app) {
+// intro prints, in the plain view, what runs where, in lines that fit
+// 100 columns.
+func (v *liveView) intro(a *service.Service) {
 	if v.redraw {
 		return
 	}
-	fmt.Fprintf(v.out, "upvest-relay demo: Upvest emulator %s delivers signed packages to the relay at http://%s%s;\n", v.emuURL, a.IngressAddr(), v.cfg.WebhookPath)
-	fmt.Fprintf(v.out, "events land on JetStream stream %s under %s. Metrics: http://%s/metrics. Log: %s. Ctrl-C stops.\n",
-		v.cfg.Stream, subjects.Stream(v.cfg.SubjectPrefix), a.admin.Addr(), v.logPath)
+	subj := subjects.Stream(v.cfg.SubjectPrefix)
+	fmt.Fprintf(v.out, "upvest-relay demo (Ctrl-C stops)\n")
+	fmt.Fprintf(v.out, "  Upvest emulator  %s\n", v.emuURL)
+	fmt.Fprintf(v.out, "  relay ingress    http://%s%s\n", service.ShowAddr(a.IngressAddr()), v.cfg.WebhookPath)
+	fmt.Fprintf(v.out, "  relay admin      http://%s/readyz and /metrics\n", service.ShowAddr(a.AdminAddr()))
+	fmt.Fprintf(v.out, "  NATS JetStream   %s, stream %s, subjects %s\n", a.NATSURL(), v.cfg.Stream, subj)
+	fmt.Fprintf(v.out, "                   watch: nats sub --server %s '%s'\n", a.NATSURL(), subj)
+	fmt.Fprintf(v.out, "  log              %s\n", v.logPath)
 }
 
 // snapshot returns the counters and prunes the rate window.
@@ -127,23 +135,25 @@ func (v *liveView) snapshot() (total int, rate float64, by map[string]int, last 
 	return v.total, float64(len(v.window)) / rateWindow.Seconds(), maps.Clone(v.bySubject), slices.Clone(v.last)
 }
 
-func (v *liveView) render(a *app) {
+func (v *liveView) render(a *service.Service) {
 	total, rate, by, last := v.snapshot()
 	m := gatherCounters(a)
 	if !v.redraw {
-		fmt.Fprintf(v.out, "%s  events seen %d (%.1f/s)  packages ok %d  duplicates ignored %d  dead-lettered %d  rejected %d  subscription %s\n",
-			time.Now().Format("15:04:05"), total, rate, int(m["packages:ok"]), int(m["dedup"]), int(m["deadletter"]), int(m["rejected"]), v.subscription(a))
+		// Two short lines, each within 100 columns.
+		fmt.Fprintf(v.out, "%s  events %d (%.1f/s)  packages %d  duplicates %d  dead letters %d  refused %d %s\n",
+			time.Now().Format("15:04:05"), total, rate, int(m["packages:ok"]), int(m["dedup"]), int(m["deadletter"]),
+			int(m["rejected"]), rejectionDetail(m))
+		fmt.Fprintf(v.out, "          subscription: %s\n", v.subscription(a))
 		return
 	}
 	var b strings.Builder
 	b.WriteString("\033[H\033[2J")
 	fmt.Fprintf(&b, "upvest-relay demo                                              Ctrl-C to stop\n\n")
 	fmt.Fprintf(&b, "  Upvest emulator  %s  (signs packages like Upvest; retries until the relay answers 200)\n", v.emuURL)
-	fmt.Fprintf(&b, "  Relay ingress    http://%s%s\n", a.IngressAddr(), v.cfg.WebhookPath)
-	fmt.Fprintf(&b, "  Relay admin      http://%s/readyz  /metrics\n", a.admin.Addr())
-	if a.embedded != nil {
-		fmt.Fprintf(&b, "  NATS JetStream   %s  stream %s, subjects %s  (try: nats sub '%s')\n", a.embedded.ClientURL(), v.cfg.Stream, subjects.Stream(v.cfg.SubjectPrefix), subjects.Stream(v.cfg.SubjectPrefix))
-	}
+	fmt.Fprintf(&b, "  Relay ingress    http://%s%s\n", service.ShowAddr(a.IngressAddr()), v.cfg.WebhookPath)
+	fmt.Fprintf(&b, "  Relay admin      http://%s/readyz  /metrics\n", service.ShowAddr(a.AdminAddr()))
+	fmt.Fprintf(&b, "  NATS JetStream   %s  stream %s, subjects %s\n", a.NATSURL(), v.cfg.Stream, subjects.Stream(v.cfg.SubjectPrefix))
+	fmt.Fprintf(&b, "                   (try: nats sub --server %s '%s')\n", a.NATSURL(), subjects.Stream(v.cfg.SubjectPrefix))
 	fmt.Fprintf(&b, "  Subscription     %s\n", v.subscription(a))
 	fmt.Fprintf(&b, "  Log              %s\n\n", v.logPath)
 
@@ -178,11 +188,11 @@ func (v *liveView) render(a *app) {
 	io.WriteString(v.out, b.String())
 }
 
-func (v *liveView) subscription(a *app) string {
-	if a.keeper == nil {
+func (v *liveView) subscription(a *service.Service) string {
+	s, ok := a.KeeperState()
+	if !ok {
 		return "control loop off"
 	}
-	s := a.keeper.State()
 	switch {
 	case s.WebhookID == "":
 		if s.LastError != "" {
@@ -211,9 +221,9 @@ func (v *liveView) final() {
 // gatherCounters reads the relay's counters from its registry into a flat
 // map: "packages:<result>", "dedup", "deadletter", "rejected" and
 // "rejected:<reason>".
-func gatherCounters(a *app) map[string]float64 {
+func gatherCounters(a *service.Service) map[string]float64 {
 	out := map[string]float64{}
-	mfs, err := a.registry.Gather()
+	mfs, err := a.Gatherer().Gather()
 	if err != nil {
 		return out
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/upvest-relay/upvest-relay/broker"
 	"github.com/upvest-relay/upvest-relay/config"
+	"github.com/upvest-relay/upvest-relay/service"
 	"github.com/upvest-relay/upvest-relay/subjects"
 )
 
@@ -234,7 +235,7 @@ func replayConn(ctx context.Context, cfg config.Config, log zerolog.Logger) (*na
 		}
 		return nc, nc.Close, nil
 	}
-	if b, err := os.ReadFile(filepath.Join(cfg.DataDir, urlFile)); err == nil {
+	if b, err := os.ReadFile(filepath.Join(cfg.DataDir, service.URLFile)); err == nil {
 		if nc, err := nats.Connect(strings.TrimSpace(string(b)), nats.Name("upvest-relay replay"), nats.Timeout(2*time.Second)); err == nil {
 			return nc, nc.Close, nil
 		}

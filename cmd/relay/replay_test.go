@@ -17,6 +17,7 @@ import (
 
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
 	"github.com/upvest-relay/upvest-relay/config/configtest"
+	"github.com/upvest-relay/upvest-relay/service"
 	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 )
 
@@ -24,7 +25,7 @@ import (
 // events, posted as Upvest would.
 type replayFixture struct {
 	env    []string
-	a      *app
+	a      *service.Service
 	stop   func() error
 	events map[string]json.RawMessage // ce-id -> data
 	orders int                        // how many are ORDER.*
@@ -155,7 +156,7 @@ func TestReplayWindowsAndFilters(t *testing.T) {
 	// Replay leaves no consumer behind and never changes the stream. It
 	// deletes its ordered consumer when done; one the ordered consumer
 	// recreated meanwhile (a reset) goes within its 10 s inactive threshold.
-	s, err := f.a.js.Stream(context.Background(), "UPVEST")
+	s, err := f.a.JetStream().Stream(context.Background(), "UPVEST")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,11 +175,11 @@ func TestReplayWindowsAndFilters(t *testing.T) {
 
 func TestReplayRepublishes(t *testing.T) {
 	f := newReplayFixture(t)
-	sub, err := f.a.nc.SubscribeSync("copy.>")
+	sub, err := f.a.Conn().SubscribeSync("copy.>")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.a.nc.Flush(); err != nil {
+	if err := f.a.Conn().Flush(); err != nil {
 		t.Fatal(err)
 	}
 	if lines := f.replayLines(t, "--republish", "copy"); len(lines) != 0 {
@@ -197,7 +198,7 @@ func TestReplayRepublishes(t *testing.T) {
 			t.Errorf("republished data of %s = %s, want the original bytes", id, m.Data)
 		}
 	}
-	if info, _ := f.a.js.Stream(context.Background(), "UPVEST"); info != nil {
+	if info, _ := f.a.JetStream().Stream(context.Background(), "UPVEST"); info != nil {
 		if st, _ := info.Info(context.Background()); st.State.Msgs != uint64(len(f.events)) {
 			t.Errorf("source stream holds %d messages after republish, want %d", st.State.Msgs, len(f.events))
 		}

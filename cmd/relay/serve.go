@@ -19,5 +19,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usageError{err}
 	}
-	return runApp(ctx, cfg, newLogger(cfg, stderr), nil)
+	log := newLogger(cfg, stderr)
+	svc, err := newService(cfg, log)
+	if err != nil {
+		return err
+	}
+	log.Info().Str("version", version).Object("config", cfg).Msg("starting")
+	return svc.Run(ctx)
 }
