@@ -197,6 +197,54 @@ func TestConnectWaitsForLateServerAndLogsStateChanges(t *testing.T) {
 	if err := broker.Connected(r.nc)(context.Background()); err != nil {
 		t.Errorf("Connected check after reconnect = %v, want nil", err)
 	}
+	if !strings.Contains(logs.String(), "NATS connection attempt failed") {
+		t.Error("the failed attempts before the server started were not logged")
+	}
+
+	// A stop on purpose is not a warning.
+	before := strings.Count(logs.String(), "NATS disconnected")
+	broker.Close(r.nc, 5*time.Second)
+	if !r.nc.IsClosed() {
+		t.Error("Close left the connection open")
+	}
+	if n := strings.Count(logs.String(), "NATS disconnected"); n != before {
+		t.Errorf("a clean Close logged %d more 'NATS disconnected' lines", n-before)
+	}
+}
+
+func TestRetryRidesOutTransientErrorsOnly(t *testing.T) {
+	calls := 0
+	err := broker.Retry(context.Background(), zerolog.Nop(), "step", func(context.Context) error {
+		calls++
+		if calls < 3 {
+			return nats.ErrNoResponders
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Errorf("Retry = %v after %d calls, want nil after 3", err, calls)
+	}
+	calls = 0
+	err = broker.Retry(context.Background(), zerolog.Nop(), "step", func(context.Context) error {
+		calls++
+		return jetstream.ErrStreamNameAlreadyInUse
+	})
+	if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) || calls != 1 {
+		t.Errorf("Retry = %v after %d calls, want the permanent error after 1", err, calls)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err = broker.Retry(ctx, zerolog.Nop(), "step", func(context.Context) error { return nats.ErrTimeout })
+	if !errors.Is(err, nats.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Retry past its context = %v, want the last error and the context's", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	got := broker.RedactURL("nats://user:pw@a:4222, tls://b:4222,nats://token@c")
+	if want := "nats://redacted@a:4222,tls://b:4222,nats://redacted@c"; got != want {
+		t.Errorf("RedactURL = %q, want %q", got, want)
+	}
 }
 
 func TestEnsureStream(t *testing.T) {
