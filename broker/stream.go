@@ -68,17 +68,64 @@ func (o StreamOptions) config() jetstream.StreamConfig {
 }
 
 func (o StreamOptions) validate() error {
+	if err := ValidStreamName(o.Name); err != nil {
+		return fmt.Errorf("%w: name %q %w", ErrInvalidStream, o.Name, err)
+	}
 	switch {
-	case o.Name == "" || strings.ContainsAny(o.Name, " \t\r\n.*>/\\"):
-		return fmt.Errorf("%w: name %q", ErrInvalidStream, o.Name)
 	case !subjects.ValidPrefix(o.Prefix):
 		return fmt.Errorf("%w: subject prefix %q", ErrInvalidStream, o.Prefix)
 	case o.MaxAge <= 0:
 		return fmt.Errorf("%w: max age %s must be positive", ErrInvalidStream, o.MaxAge)
-	case o.Replicas < 1 || o.Replicas > 5:
-		return fmt.Errorf("%w: replicas %d not in 1..5", ErrInvalidStream, o.Replicas)
-	case o.Duplicates <= 0 || o.Duplicates > o.MaxAge:
-		return fmt.Errorf("%w: duplicate window %s not in (0, max age %s]", ErrInvalidStream, o.Duplicates, o.MaxAge)
+	}
+	if err := ValidReplicas(o.Replicas); err != nil {
+		return fmt.Errorf("%w: replicas %w", ErrInvalidStream, err)
+	}
+	if err := ValidDuplicateWindow(o.Duplicates, o.MaxAge); err != nil {
+		return fmt.Errorf("%w: duplicate window %w", ErrInvalidStream, err)
+	}
+	return nil
+}
+
+// maxStreamName is nats-server's JSMaxNameLen.
+const maxStreamName = 255
+
+// The stream replica counts JetStream allows.
+const (
+	MinReplicas = 1
+	MaxReplicas = 5
+)
+
+// ValidStreamName reports whether s can name a JetStream stream: 1 to 255
+// printable ASCII characters without spaces, '.', '*', '>', '/' or '\'.
+func ValidStreamName(s string) error {
+	ok := s != "" && len(s) <= maxStreamName
+	for i := 0; ok && i < len(s); i++ {
+		c := s[i]
+		ok = '!' <= c && c <= '~' && !strings.ContainsRune(`.*>/\`, rune(c))
+	}
+	if !ok {
+		return fmt.Errorf(`must be 1 to %d printable ASCII characters without spaces, '.', '*', '>', '/' or '\'`, maxStreamName)
+	}
+	return nil
+}
+
+// ValidReplicas reports whether n is a stream replica count, 1 to 5.
+func ValidReplicas(n int) error {
+	if n < MinReplicas || n > MaxReplicas {
+		return fmt.Errorf("must be between %d and %d, got %d", MinReplicas, MaxReplicas, n)
+	}
+	return nil
+}
+
+// ValidDuplicateWindow reports whether window can be the deduplication
+// window of a stream that keeps messages for maxAge: positive and at most
+// maxAge.
+func ValidDuplicateWindow(window, maxAge time.Duration) error {
+	switch {
+	case window <= 0:
+		return fmt.Errorf("must be positive, got %s", window)
+	case window > maxAge:
+		return fmt.Errorf("must not exceed the max age %s, got %s", maxAge, window)
 	}
 	return nil
 }

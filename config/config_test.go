@@ -278,7 +278,7 @@ func TestLoadInvalid(t *testing.T) {
 		{"RELAY_STREAM_REPLICAS=three", ""},
 		{"RELAY_STREAM_MAX_AGE=0s", `config: RELAY_STREAM_MAX_AGE: must be a positive duration such as 30s, 5m or 2h, got "0s"`},
 		{"RELAY_STREAM_MAX_AGE=30", ""},
-		{"RELAY_STREAM_MAX_AGE=1h", "config: RELAY_DUPLICATE_WINDOW: must not exceed RELAY_STREAM_MAX_AGE (1h0m0s), got 2h0m0s"},
+		{"RELAY_STREAM_MAX_AGE=1h", "config: RELAY_DUPLICATE_WINDOW: must not exceed the max age 1h0m0s, got 2h0m0s (RELAY_STREAM_MAX_AGE)"},
 		{"RELAY_DUPLICATE_WINDOW=-2h", ""},
 		{"RELAY_DUPLICATE_WINDOW=", ""},
 		{"RELAY_UPVEST_BASE_URL=sandbox.upvest.co", ""},

@@ -28,8 +28,8 @@
 // certificate and key pairs must load together (tls.LoadX509KeyPair) and a
 // CA file must hold a PEM certificate. Other files are not parsed here.
 //
-// Rules shared with other packages are exported so that they live here
-// only: ValidStreamName, ValidReplicas and ValidDuplicateWindow.
+// Rules of the stream (its name, replicas, duplicate window) are broker's
+// and checked by broker's functions here, so that they live in one place.
 //
 // Secrets: RELAY_UPVEST_CLIENT_SECRET is a Secret, which prints, marshals and
 // logs as [REDACTED]; only Reveal returns it. A Config prints (fmt, any verb),

@@ -205,27 +205,3 @@ func TestFromEnvironFirstWins(t *testing.T) {
 		t.Errorf("FromEnviron = %q, %v; want FIRST, nil", c.Stream, err)
 	}
 }
-
-func TestValidRules(t *testing.T) {
-	t.Parallel()
-	for _, s := range []string{"UPVEST", "A-b_9"} {
-		if err := config.ValidStreamName(s); err != nil {
-			t.Errorf("ValidStreamName(%q) = %v, want nil", s, err)
-		}
-	}
-	for _, s := range []string{"", "A.B", "A B", "A*"} {
-		if config.ValidStreamName(s) == nil {
-			t.Errorf("ValidStreamName(%q) = nil, want an error", s)
-		}
-	}
-	for n, ok := range map[int]bool{0: false, 1: true, 5: true, 6: false} {
-		if err := config.ValidReplicas(n); (err == nil) != ok {
-			t.Errorf("ValidReplicas(%d) = %v", n, err)
-		}
-	}
-	if config.ValidDuplicateWindow(time.Hour, time.Hour) != nil ||
-		config.ValidDuplicateWindow(0, time.Hour) == nil ||
-		config.ValidDuplicateWindow(2*time.Hour, time.Hour) == nil {
-		t.Error("ValidDuplicateWindow: want (0, max age] accepted, the rest refused")
-	}
-}

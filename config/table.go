@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 
+	"github.com/upvest-relay/upvest-relay/broker"
+
 	"github.com/kelseyhightower/envconfig"
 )
 
@@ -129,8 +131,8 @@ var rules = []rule{
 	{"With RELAY_WEBHOOK_URL set, RELAY_UPVEST_CLIENT_ID, RELAY_UPVEST_CLIENT_SECRET, " +
 		"RELAY_UPVEST_SIGNING_KEY_FILE and RELAY_UPVEST_SIGNING_KEY_ID are required.", checkCredentials},
 	{"RELAY_DUPLICATE_WINDOW must not exceed RELAY_STREAM_MAX_AGE.", func(c *Config) error {
-		if err := ValidDuplicateWindow(c.DuplicateWindow, c.StreamMaxAge); err != nil {
-			return invalid("RELAY_DUPLICATE_WINDOW", err)
+		if err := broker.ValidDuplicateWindow(c.DuplicateWindow, c.StreamMaxAge); err != nil {
+			return invalid("RELAY_DUPLICATE_WINDOW", fmt.Errorf("%w (RELAY_STREAM_MAX_AGE)", err))
 		}
 		return nil
 	}},

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/upvest-relay/upvest-relay/broker"
+
 	"github.com/rs/zerolog"
 
 	"github.com/upvest-relay/upvest-relay/subjects"
@@ -106,7 +108,7 @@ func parseInt(s string, min, max int64) (int64, error) {
 type replicas int
 
 func (v *replicas) Decode(s string) error {
-	n, err := parseInt(s, minReplicas, maxReplicas)
+	n, err := parseInt(s, broker.MinReplicas, broker.MaxReplicas)
 	if err != nil {
 		return err
 	}
@@ -463,49 +465,9 @@ func checkPath(s string) error {
 	return nil
 }
 
-// maxStreamName is nats-server's JSMaxNameLen.
-const maxStreamName = 255
-
-// Stream replicas JetStream allows.
-const (
-	minReplicas = 1
-	maxReplicas = 5
-)
-
-// ValidStreamName reports whether s can name a JetStream stream: 1 to 255
-// printable ASCII characters without spaces, '.', '*', '>', '/' or '\'.
-// The error names no variable.
-func ValidStreamName(s string) error { return checkStreamName(s) }
-
-// ValidReplicas reports whether n is a stream replica count, 1 to 5.
-func ValidReplicas(n int) error {
-	if n < minReplicas || n > maxReplicas {
-		return fmt.Errorf("must be between %d and %d, got %d", minReplicas, maxReplicas, n)
-	}
-	return nil
-}
-
-// ValidDuplicateWindow reports whether window can be the deduplication
-// window of a stream that keeps messages for maxAge: positive and at most
-// maxAge.
-func ValidDuplicateWindow(window, maxAge time.Duration) error {
-	switch {
-	case window <= 0:
-		return fmt.Errorf("must be positive, got %s", window)
-	case window > maxAge:
-		return fmt.Errorf("must not exceed RELAY_STREAM_MAX_AGE (%s), got %s", maxAge, window)
-	}
-	return nil
-}
-
 func checkStreamName(s string) error {
-	ok := s != "" && len(s) <= maxStreamName
-	for i := 0; ok && i < len(s); i++ {
-		c := s[i]
-		ok = '!' <= c && c <= '~' && !strings.ContainsRune(`.*>/\`, rune(c))
-	}
-	if !ok {
-		return fmt.Errorf(`must be 1 to %d printable ASCII characters without spaces, '.', '*', '>', '/' or '\', got %s`, maxStreamName, quote(s))
+	if err := broker.ValidStreamName(s); err != nil {
+		return fmt.Errorf("%w, got %s", err, quote(s))
 	}
 	return nil
 }
