@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/upvest-relay/upvest-relay/subjects"
 )
 
 // Package results, the values of relay_packages_total{result}.
@@ -25,22 +27,12 @@ const (
 // not documented (yet); it keeps the label's cardinality bounded.
 const otherFamily = "other"
 
-// knownFamilies are Upvest's documented event families (docs/upvest.md), as
-// subjects.Family renders them.
+// knownFamilies are Upvest's documented event families, as
+// subjects.Family renders them (lower case).
 var knownFamilies = func() map[string]bool {
 	m := make(map[string]bool)
-	for _, f := range []string{
-		"user", "user_check", "order", "order_cancellation", "execution", "position",
-		"cash_balance", "account", "account_group", "instrument", "report",
-		"treasury_report", "direct_debit", "withdrawal", "portfolio",
-		"portfolio_allocation", "portfolio_order", "corporate_action",
-		"account_valuation", "intraday_account_valuation", "cash_transaction",
-		"security_transaction", "account_liquidation", "account_returns",
-		"virtual_cash_increase", "virtual_cash_decrease", "fee_collection",
-		"savings_plan", "savings_plan_execution", "rebalancing_execution_order",
-		"tax_exemption",
-	} {
-		m[f] = true
+	for _, f := range subjects.Families() {
+		m[subjects.Family(f+".X")] = true
 	}
 	return m
 }()

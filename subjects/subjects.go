@@ -134,3 +134,19 @@ func writeToken(b *strings.Builder, s string) {
 func keep(c byte) bool {
 	return '!' <= c && c <= '~' && c != '.' && c != '*' && c != '>'
 }
+
+// Families returns Upvest's documented event families, upper case as in
+// event types and a subscription's type[] (ALL, the subscription's
+// wildcard, is not one). Upvest adds families over time: an event of an
+// unknown family is relayed all the same.
+func Families() []string {
+	return []string{
+		"USER", "USER_CHECK", "ORDER", "ORDER_CANCELLATION", "EXECUTION", "POSITION",
+		"CASH_BALANCE", "ACCOUNT", "ACCOUNT_GROUP", "INSTRUMENT", "REPORT", "TREASURY_REPORT",
+		"DIRECT_DEBIT", "WITHDRAWAL", "PORTFOLIO", "PORTFOLIO_ALLOCATION", "PORTFOLIO_ORDER",
+		"CORPORATE_ACTION", "ACCOUNT_VALUATION", "INTRADAY_ACCOUNT_VALUATION", "CASH_TRANSACTION",
+		"SECURITY_TRANSACTION", "ACCOUNT_LIQUIDATION", "ACCOUNT_RETURNS", "VIRTUAL_CASH_INCREASE",
+		"VIRTUAL_CASH_DECREASE", "FEE_COLLECTION", "SAVINGS_PLAN", "SAVINGS_PLAN_EXECUTION",
+		"REBALANCING_EXECUTION_ORDER", "TAX_EXEMPTION",
+	}
+}

@@ -9,21 +9,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/upvest-relay/upvest-relay/subjects"
 )
 
-// Families returns the event families of docs/upvest.md (the values of a
+// Families returns Upvest's documented event families (the values of a
 // subscription's type[] besides ALL).
-func Families() []string {
-	return []string{
-		"USER", "USER_CHECK", "ORDER", "ORDER_CANCELLATION", "EXECUTION", "POSITION",
-		"CASH_BALANCE", "ACCOUNT", "ACCOUNT_GROUP", "INSTRUMENT", "REPORT", "TREASURY_REPORT",
-		"DIRECT_DEBIT", "WITHDRAWAL", "PORTFOLIO", "PORTFOLIO_ALLOCATION", "PORTFOLIO_ORDER",
-		"CORPORATE_ACTION", "ACCOUNT_VALUATION", "INTRADAY_ACCOUNT_VALUATION", "CASH_TRANSACTION",
-		"SECURITY_TRANSACTION", "ACCOUNT_LIQUIDATION", "ACCOUNT_RETURNS", "VIRTUAL_CASH_INCREASE",
-		"VIRTUAL_CASH_DECREASE", "FEE_COLLECTION", "SAVINGS_PLAN", "SAVINGS_PLAN_EXECUTION",
-		"REBALANCING_EXECUTION_ORDER", "TAX_EXEMPTION",
-	}
-}
+func Families() []string { return subjects.Families() }
 
 func families() []string { return append(Families(), "ALL") }
 
