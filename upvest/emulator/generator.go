@@ -462,7 +462,13 @@ func (g *Generator) orderFlow() []Event {
 		"amount": cash, "currency": "EUR", "status": "FILLED",
 		"transaction_time": ts(executed), "settlement_date": date(executed.AddDate(0, 0, 2)),
 	}}
-	filled := order("FILLED", executed.Add(time.Duration(g.rng.IntN(200)-100)*time.Millisecond))
+	// The order's FILLED lands around the execution, either side of it
+	// (as at Upvest), but always after the order's own NEW.
+	filledAt := executed.Add(time.Duration(g.rng.IntN(200)-100) * time.Millisecond)
+	if !filledAt.After(placed) {
+		filledAt = placed.Add(time.Microsecond)
+	}
+	filled := order("FILLED", filledAt)
 	evs := []Event{order("NEW", placed), exec, filled}
 	if filled.CreatedAt.Before(exec.CreatedAt) {
 		evs[1], evs[2] = filled, exec

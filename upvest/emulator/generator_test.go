@@ -186,6 +186,27 @@ func TestOrderFlowCorrelates(t *testing.T) {
 	}
 }
 
+// TestOrderStatesInTimeOrder: an order's FILLED is never older than its
+// NEW, on the wall clock (events made in a burst) as with a fixed clock.
+func TestOrderStatesInTimeOrder(t *testing.T) {
+	for _, g := range []*Generator{NewGenerator(5), NewGenerator(5, GenerateFrom(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)))} {
+		for range 500 {
+			var placed, filled time.Time
+			for _, e := range g.OrderFlow() {
+				switch e.Type {
+				case "ORDER.NEW":
+					placed = e.CreatedAt
+				case "ORDER.FILLED":
+					filled = e.CreatedAt
+				}
+			}
+			if !filled.After(placed) {
+				t.Fatalf("ORDER.FILLED at %s, not after its ORDER.NEW at %s", filled, placed)
+			}
+		}
+	}
+}
+
 func TestGenerateFamilies(t *testing.T) {
 	g := NewGenerator(9, GenerateFamilies("CASH_BALANCE"))
 	for range 50 {
