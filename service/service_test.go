@@ -188,6 +188,38 @@ func TestStartsWithNATSUnreachable(t *testing.T) {
 	if code, body := f.post(t, http.DefaultClient, "http://"+svc.IngressAddr()+"/webhooks/upvest"); code != http.StatusOK {
 		t.Errorf("ingress once NATS is up = %d %s, want 200", code, body)
 	}
+	checkLogKeys(t, f.log.String())
+}
+
+// checkLogKeys fails the test for a log line that is not a JSON object or
+// that repeats a key (zerolog writes both copies of a key given twice).
+func checkLogKeys(t *testing.T, log string) {
+	t.Helper()
+	for line := range strings.Lines(log) {
+		dec := json.NewDecoder(strings.NewReader(line))
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+			t.Errorf("log line is not a JSON object: %s", line)
+			continue
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			tok, err := dec.Token()
+			if err != nil {
+				t.Errorf("log line %s: %v", line, err)
+				break
+			}
+			key := tok.(string)
+			if seen[key] {
+				t.Errorf("log line repeats %q: %s", key, line)
+			}
+			seen[key] = true
+			var v json.RawMessage
+			if err := dec.Decode(&v); err != nil {
+				t.Errorf("log line %s: %v", line, err)
+				break
+			}
+		}
+	}
 }
 
 // TestIngressOverTLSReloadsTheCertificate: with a certificate and key the
@@ -227,6 +259,7 @@ func TestIngressOverTLSReloadsTheCertificate(t *testing.T) {
 
 	second := writeCert(t, f.cfg.TLSCertFile, f.cfg.TLSKeyFile, "second")
 	testkit.Eventually(t, 15*time.Second, "the new certificate is served", func() bool { return serial() == second })
+	checkLogKeys(t, f.log.String())
 }
 
 // writeCert writes a self-signed certificate for 127.0.0.1 named cn and
