@@ -12,6 +12,7 @@ import (
 	"hash"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/upvest-relay/upvest-relay/httpsig"
 )
@@ -19,12 +20,16 @@ import (
 // Head is a request head that passed every check needing neither the body
 // nor a public-key operation (see CheckHead). It is safe for concurrent use.
 type Head struct {
+	v      *Verifier
 	pub    crypto.PublicKey
 	sig    []byte
 	bases  [2][]byte // preferred style first
 	kid    string
 	wants  []digestWant
 	header string
+	// created is the signature's creation time, for how long a
+	// verification is remembered.
+	created time.Time
 }
 
 type digestWant struct {
@@ -79,7 +84,7 @@ func (v *Verifier) CheckHead(ctx context.Context, r *http.Request) (*Head, error
 	if err := v.fresh(m.Params); err != nil {
 		return nil, err
 	}
-	h := &Head{sig: sig, kid: m.Params.KeyID, header: header}
+	h := &Head{v: v, sig: sig, kid: m.Params.KeyID, header: header, created: time.Unix(m.Params.Created, 0)}
 	styles := [2]httpsig.Style{httpsig.Unquoted, httpsig.Quoted}
 	if strings.TrimSpace(r.Header.Get("Upvest-Signature-Version")) == "15" {
 		styles[0], styles[1] = styles[1], styles[0]
@@ -108,10 +113,17 @@ func (v *Verifier) CheckHead(ctx context.Context, r *http.Request) (*Head, error
 // VerifySignature performs the public-key operation (ECDSA SHA-512 /
 // Ed25519) over the base(s), the preferred style first: nil or an error
 // wrapping ErrBadSignature. Safe to call from another goroutine than the one
-// reading the body.
+// reading the body. A head identical to one that verified before (same key
+// id, signature and bases: a replay) is not verified again while its
+// signature is fresh; public-key work is spent only on what differs.
 func (h *Head) VerifySignature() error {
+	key, now := cacheKey(h), h.v.now()
+	if h.v.verified.has(key, now) {
+		return nil
+	}
 	for _, b := range h.bases {
 		if httpsig.VerifyBase(h.pub, b, h.sig) == nil {
+			h.v.verified.add(key, h.created.Add(h.v.maxAge+h.v.skew), now)
 			return nil
 		}
 	}

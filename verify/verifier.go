@@ -20,10 +20,11 @@ const (
 // Verifier checks the HTTP Message Signature of inbound webhook requests.
 // It is safe for concurrent use.
 type Verifier struct {
-	keys   KeySource
-	maxAge time.Duration
-	skew   time.Duration
-	now    func() time.Time
+	keys     KeySource
+	maxAge   time.Duration
+	skew     time.Duration
+	now      func() time.Time
+	verified verifiedCache
 }
 
 // Option configures a Verifier.

@@ -649,3 +649,31 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// TestReplayedHeadVerdicts: a head that verified is remembered, and the
+// memory never changes a verdict: the same head again passes, with another
+// body it fails the digest, once stale it fails freshness, and under a
+// different key it is verified afresh (and fails).
+func TestReplayedHeadVerdicts(t *testing.T) {
+	key, other := ecKey(t, elliptic.P521()), ecKey(t, elliptic.P521())
+	now := t0
+	clock := func() time.Time { return now }
+	v := newVerifier(t, staticKeys(t, map[string]crypto.PublicKey{"upvest": &key.PublicKey}), verify.WithNow(clock))
+	r := upvestRequest(t, delivery{key: key, kid: "upvest", body: testBody})
+	for i := range 3 {
+		if err := v.Verify(context.Background(), r, testBody); err != nil {
+			t.Fatalf("verification %d of the same head: %v", i, err)
+		}
+	}
+	if err := v.Verify(context.Background(), r, append([]byte(nil), testBody[:len(testBody)-1]...)); !errors.Is(err, verify.ErrDigestMismatch) {
+		t.Errorf("same head, other body: %v, want ErrDigestMismatch", err)
+	}
+	rotated := newVerifier(t, staticKeys(t, map[string]crypto.PublicKey{"upvest": &other.PublicKey}), verify.WithNow(clock))
+	if err := rotated.Verify(context.Background(), r, testBody); !errors.Is(err, verify.ErrBadSignature) {
+		t.Errorf("same head under another key: %v, want ErrBadSignature", err)
+	}
+	now = t0.Add(verify.DefaultMaxAge + verify.DefaultClockSkew + time.Second)
+	if err := v.Verify(context.Background(), r, testBody); !errors.Is(err, verify.ErrStale) {
+		t.Errorf("same head once stale: %v, want ErrStale", err)
+	}
+}

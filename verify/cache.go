@@ -1,0 +1,66 @@
+package verify
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"sync"
+	"time"
+)
+
+// verifiedCap bounds the signatures remembered as verified.
+const verifiedCap = 4096
+
+// verifiedCache remembers signatures that verified, so that the same
+// signed head again (a replay, by Upvest's retry or by an attacker holding
+// a copy) costs a hash instead of a public-key operation. It is keyed on
+// the key (id and material), the signature and the signature bases, so anything that
+// differs is verified afresh; entries lapse when their signature could no
+// longer pass the freshness check anyway. Failures are never remembered.
+type verifiedCache struct {
+	mu      sync.Mutex
+	entries map[[sha256.Size]byte]time.Time // → when the entry lapses
+}
+
+func cacheKey(h *Head) [sha256.Size]byte {
+	d := sha256.New()
+	pub, _ := x509.MarshalPKIXPublicKey(h.pub) // the key itself, not only its id
+	for _, part := range [][]byte{[]byte(h.kid), pub, h.sig, h.bases[0], h.bases[1]} {
+		d.Write(part)
+		d.Write([]byte{0})
+	}
+	var k [sha256.Size]byte
+	d.Sum(k[:0])
+	return k
+}
+
+// has reports whether k verified and has not lapsed at now.
+func (c *verifiedCache) has(k [sha256.Size]byte, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	until, ok := c.entries[k]
+	return ok && now.Before(until)
+}
+
+// add remembers k as verified until until, dropping lapsed entries (and,
+// when all are current, an arbitrary one) to stay within verifiedCap.
+func (c *verifiedCache) add(k [sha256.Size]byte, until, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = make(map[[sha256.Size]byte]time.Time)
+	}
+	if len(c.entries) >= verifiedCap {
+		for e, u := range c.entries {
+			if !now.Before(u) {
+				delete(c.entries, e)
+			}
+		}
+		for e := range c.entries {
+			if len(c.entries) < verifiedCap {
+				break
+			}
+			delete(c.entries, e)
+		}
+	}
+	c.entries[k] = until
+}
