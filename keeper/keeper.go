@@ -293,8 +293,12 @@ func (k *Keeper) Run(ctx context.Context) error {
 func (k *Keeper) elect(ctx context.Context) bool {
 	leader := true
 	if k.elector != nil {
+		// A JetStream that does not answer must not hold up the loop past
+		// the next renewal.
+		tctx, cancel := context.WithTimeout(ctx, max(k.renew, time.Second))
 		var err error
-		leader, err = k.elector.Try(ctx)
+		leader, err = k.elector.Try(tctx)
+		cancel()
 		if err != nil && ctx.Err() == nil {
 			k.log.Warn().Err(err).Msg("lease check failed; acting as standby")
 		}

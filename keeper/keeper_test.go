@@ -86,6 +86,7 @@ func sorted(s []string) []string {
 }
 
 func TestReconcileCreatesThenEnables(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t)
 	k := newKeeper(t, u.client, want)
 	if err := k.Reconcile(context.Background()); err != nil {
@@ -109,6 +110,7 @@ func TestReconcileCreatesThenEnables(t *testing.T) {
 }
 
 func TestReconcileAdoptsExistingSubscription(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t)
 	existing, err := u.emu.CreateWebhook(u.tenant.ClientID, emulator.Webhook{
 		Title: "old title", URL: hookURL, Type: []string{"ALL"}, Enabled: false,
@@ -139,6 +141,7 @@ func TestReconcileAdoptsExistingSubscription(t *testing.T) {
 }
 
 func TestKeeperConvergesAfterDrift(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t)
 	k := newKeeper(t, u.client, want, keeper.WithInterval(50*time.Millisecond), keeper.WithMinBackoff(10*time.Millisecond))
 	stop := run(t, k)
@@ -187,6 +190,7 @@ func TestKeeperConvergesAfterDrift(t *testing.T) {
 }
 
 func TestKeeperRidesOut5xxAnd429Storms(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t)
 	u.emu.InjectFault(emulator.Fault{PathPrefix: "/webhooks", Status: 503, Times: 8})
 	u.emu.InjectFault(emulator.Fault{PathPrefix: "/webhooks", Status: 429, RetryAfter: time.Second, Times: 1})
@@ -205,6 +209,7 @@ func TestKeeperRidesOut5xxAnd429Storms(t *testing.T) {
 }
 
 func TestKeeperTimesOutSlowUpstream(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t)
 	u.emu.InjectFault(emulator.Fault{Method: "GET", PathPrefix: "/webhooks", Latency: 3 * time.Second, Times: 1})
 	k := newKeeper(t, u.client, want)
@@ -245,6 +250,7 @@ func (c *countingAPI) UpdateWebhook(ctx context.Context, id string, w upvest.Web
 	return c.SubscriptionAPI.UpdateWebhook(ctx, id, w)
 }
 
+// Not parallel: its lease TTL is short, and renewals must not starve.
 func TestTwoKeepersOneLeaderAndFailover(t *testing.T) {
 	u := newUpstream(t)
 	_, _, js := brokertest.New(t)
@@ -300,6 +306,7 @@ func TestTwoKeepersOneLeaderAndFailover(t *testing.T) {
 	}
 }
 
+// Not parallel: its lease TTL is short, and renewals must not starve.
 func TestLeaseExpiresWhenHolderDies(t *testing.T) {
 	_, _, js := brokertest.New(t)
 	ctx := context.Background()
@@ -332,6 +339,7 @@ func TestLeaseExpiresWhenHolderDies(t *testing.T) {
 }
 
 func TestLeaseBucketRefusesLongTTL(t *testing.T) {
+	t.Parallel()
 	_, _, js := brokertest.New(t)
 	if _, err := keeper.LeaseBucket(context.Background(), js, "x", 16*time.Second, 1); err == nil {
 		t.Fatal("LeaseBucket accepted a TTL above 15s")
@@ -408,6 +416,7 @@ func (r *receiver) Watch(ctx context.Context, webhookID string) (<-chan struct{}
 }
 
 func TestTestDeliveryAfterRegistering(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t)
 	rcv := newReceiver(t)
 	reachable := want
@@ -434,6 +443,7 @@ func TestTestDeliveryAfterRegistering(t *testing.T) {
 }
 
 func TestTestDeliveryMissingIsReported(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t)
 	rcv := newReceiver(t)
 	// want's URL points at a closed port: the test package cannot arrive.
@@ -446,6 +456,7 @@ func TestTestDeliveryMissingIsReported(t *testing.T) {
 }
 
 func TestNewRefusesArgumentsThatCannotWork(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t)
 	_, _, js := brokertest.New(t)
 	rcv := newReceiver(t)
@@ -487,6 +498,7 @@ func TestNewRefusesArgumentsThatCannotWork(t *testing.T) {
 // while NATS is down; it stands by, then leads once JetStream is there,
 // creating the bucket itself.
 func TestWithLeaseStartsBeforeJetStream(t *testing.T) {
+	t.Parallel()
 	u := newUpstream(t)
 	srv, _, js := brokertest.New(t)
 	up := brokertest.Down(t, srv)
