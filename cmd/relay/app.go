@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -46,9 +45,6 @@ const (
 	// testDeliveryWait is how long the keeper waits to see it arrive.
 	testEventType    = "WEBHOOK.TEST"
 	testDeliveryWait = 30 * time.Second
-	// urlFile, under RELAY_DATA_DIR, records the embedded server's client
-	// URL so that relay replay finds a running relay.
-	urlFile = "nats.url"
 )
 
 // app is a running relay: everything serve starts, wired together. demo
@@ -212,16 +208,13 @@ func (a *app) connect(ctx context.Context) error {
 	url := a.cfg.NATSURL
 	var opts []broker.ConnectOption
 	if url == "" {
-		e, err := broker.StartEmbedded(a.cfg.DataDir, a.log, broker.WithSync(a.cfg.EmbeddedSync))
+		e, err := broker.StartEmbedded(a.cfg.DataDir, a.log, broker.WithSync(a.cfg.EmbeddedSync), broker.WithURLFile())
 		if err != nil {
 			return fmt.Errorf("RELAY_DATA_DIR: %w", err)
 		}
 		a.embedded = e
 		url = e.ClientURL()
 		opts = append(opts, broker.WithInProcess(e))
-		if err := os.WriteFile(filepath.Join(a.cfg.DataDir, urlFile), []byte(url+"\n"), 0o644); err != nil {
-			a.log.Warn().Err(err).Msg("could not record the embedded server URL for relay replay")
-		}
 	} else if a.cfg.NATSCreds != "" {
 		opts = append(opts, broker.WithCredentials(a.cfg.NATSCreds))
 	}
@@ -260,7 +253,6 @@ func (a *app) closeNATS() {
 		a.nc = nil
 	}
 	if a.embedded != nil {
-		_ = os.Remove(filepath.Join(a.cfg.DataDir, urlFile))
 		a.embedded.Shutdown()
 		a.embedded = nil
 	}
