@@ -42,16 +42,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return usageError{err}
 	}
-	now := time.Now()
 	var o replayOptions
-	if o.since, err = parseWhen(*since, now); err != nil {
-		return usageError{fmt.Errorf("relay replay: --since: %w", err)}
-	}
-	if o.until, err = parseWhen(*until, now); err != nil {
-		return usageError{fmt.Errorf("relay replay: --until: %w", err)}
-	}
-	if !o.since.IsZero() && !o.until.IsZero() && o.until.Before(o.since) {
-		return usageError{errors.New("relay replay: --until is before --since")}
+	if o.since, o.until, err = parseWindow("relay replay", *since, *until, time.Now()); err != nil {
+		return err
 	}
 	o.subject = *subject
 	if o.subject == "" {
@@ -126,6 +119,21 @@ func structuredJSON(ctx context.Context, m jetstream.Msg) ([]byte, error) {
 
 // whenHelp documents the forms parseWhen accepts, for flag help.
 const whenHelp = "an RFC 3339 time (2026-12-01T10:00:00Z), a date or a date and time without zone, taken as UTC (2026-12-01, 2026-12-01T10:00), or a duration back from now (2h)"
+
+// parseWindow parses the --since and --until flags of command: either may
+// be empty (unbounded), and until must not be before since.
+func parseWindow(command, since, until string, now time.Time) (from, to time.Time, err error) {
+	if from, err = parseWhen(since, now); err != nil {
+		return from, to, usageError{fmt.Errorf("%s: --since: %w", command, err)}
+	}
+	if to, err = parseWhen(until, now); err != nil {
+		return from, to, usageError{fmt.Errorf("%s: --until: %w", command, err)}
+	}
+	if !from.IsZero() && !to.IsZero() && to.Before(from) {
+		return from, to, usageError{fmt.Errorf("%s: --until is before --since", command)}
+	}
+	return from, to, nil
+}
 
 // parseWhen accepts an RFC 3339 time, a plain date or a date and time
 // without a zone (taken as UTC), or a duration back from now; "" is the
