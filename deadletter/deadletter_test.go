@@ -281,6 +281,8 @@ func TestRedrive(t *testing.T) {
 	f.craft(element, relay.DeadLetterEventMissingID, 4, "https://sandbox.upvest.co/webhooks")
 	// A package of which one element still fails today.
 	f.craft(pkg(event("old-4", "ORDER.NEW"), noType), relay.DeadLetterPayloadNotArray, -1, "https://sandbox.upvest.co/webhooks")
+	// And one that still fails after those (results keep stream order).
+	f.craft(`{"payload":[`, relay.DeadLetterInvalidJSON, -1, "https://sandbox.upvest.co/webhooks")
 
 	before := f.all()
 	deadBefore := 0
@@ -295,8 +297,8 @@ func TestRedrive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Redrive(dry run): %v", err)
 	}
-	if plan.Stored != 4 || plan.Duplicates != 0 || plan.StillFailing != 3 || !plan.DryRun {
-		t.Errorf("dry run = stored %d, duplicates %d, still failing %d; want 4, 0, 3", plan.Stored, plan.Duplicates, plan.StillFailing)
+	if plan.Stored != 4 || plan.Duplicates != 0 || plan.StillFailing != 4 || !plan.DryRun {
+		t.Errorf("dry run = stored %d, duplicates %d, still failing %d; want 4, 0, 4", plan.Stored, plan.Duplicates, plan.StillFailing)
 	}
 	if n := len(f.all()); n != len(before) {
 		t.Fatalf("dry run stored %d messages", n-len(before))
@@ -306,11 +308,14 @@ func TestRedrive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Redrive: %v", err)
 	}
-	if r.Stored != 4 || r.Duplicates != 0 || r.StillFailing != 3 || len(r.Results) != 5 {
-		t.Errorf("redrive = stored %d, duplicates %d, still failing %d, %d results; want 4, 0, 3, 5", r.Stored, r.Duplicates, r.StillFailing, len(r.Results))
+	if r.Stored != 4 || r.Duplicates != 0 || r.StillFailing != 4 || len(r.Results) != 6 {
+		t.Fatalf("redrive = stored %d, duplicates %d, still failing %d, %d results; want 4, 0, 4, 6", r.Stored, r.Duplicates, r.StillFailing, len(r.Results))
 	}
-	wantErrs := []error{relay.ErrInvalidJSON, relay.ErrEventMissingType, nil, nil, relay.ErrEventMissingType}
+	wantErrs := []error{relay.ErrInvalidJSON, relay.ErrEventMissingType, nil, nil, relay.ErrEventMissingType, relay.ErrInvalidJSON}
 	for i, res := range r.Results {
+		if i > 0 && res.Letter.Seq <= r.Results[i-1].Letter.Seq {
+			t.Errorf("result %d is seq %d after seq %d, want stream order", i, res.Letter.Seq, r.Results[i-1].Letter.Seq)
+		}
 		if w := wantErrs[i]; (w == nil) != (res.Err == nil) || (w != nil && !errors.Is(res.Err, w)) {
 			t.Errorf("result %d (seq %d) error = %v, want %v", i, res.Letter.Seq, res.Err, w)
 		}
@@ -349,8 +354,8 @@ func TestRedrive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second Redrive: %v", err)
 	}
-	if r2.Stored != 0 || r2.Duplicates != 4 || r2.StillFailing != 3 {
-		t.Errorf("second redrive = stored %d, duplicates %d, still failing %d; want 0, 4, 3", r2.Stored, r2.Duplicates, r2.StillFailing)
+	if r2.Stored != 0 || r2.Duplicates != 4 || r2.StillFailing != 4 {
+		t.Errorf("second redrive = stored %d, duplicates %d, still failing %d; want 0, 4, 4", r2.Stored, r2.Duplicates, r2.StillFailing)
 	}
 	if n := len(f.all()); n != len(after) {
 		t.Errorf("second redrive stored %d messages, want none", n-len(after))

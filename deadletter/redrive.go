@@ -134,13 +134,13 @@ func (r *redriver) add(ctx context.Context, l Letter) error {
 	msgs, err := relay.Redrive(r.s.prefix, sourceBase(l.Header, r.s.sourceBase), l.Data, l.Index)
 	n := len(l.Data)
 	l.Data = nil
-	res := Result{Letter: l, Events: len(msgs), Err: err}
-	if len(msgs) == 0 {
-		r.finish(res)
-		return nil
+	// Every dead letter joins the batch, so that the results keep stream
+	// order; only those with events to publish hold memory.
+	r.pending = append(r.pending, pendingLetter{result: Result{Letter: l, Events: len(msgs), Err: err}, msgs: msgs})
+	if len(msgs) > 0 {
+		r.bytes += n
 	}
-	r.pending = append(r.pending, pendingLetter{result: res, msgs: msgs})
-	if r.bytes += n; r.bytes >= batchBytes {
+	if r.bytes >= batchBytes {
 		return r.flush(ctx)
 	}
 	return nil
@@ -190,6 +190,7 @@ func (r *redriver) flush(ctx context.Context) error {
 		}
 		r.finish(p.result)
 	}
+	clear(r.pending) // let the batch's data go
 	r.pending, r.bytes = r.pending[:0], 0
 	return nil
 }
@@ -198,16 +199,26 @@ func (r *redriver) flush(ctx context.Context) error {
 // their subject since the batch's oldest dead letter arrived.
 func (r *redriver) findStored(ctx context.Context) error {
 	want := map[string]bool{}
-	var subjects []string
-	since := r.pending[0].result.Letter.Time
+	var (
+		subjects []string
+		since    time.Time
+	)
 	for _, p := range r.pending {
-		since = minTime(since, p.result.Letter.Time)
+		if len(p.msgs) == 0 {
+			continue
+		}
+		if since.IsZero() || p.result.Letter.Time.Before(since) {
+			since = p.result.Letter.Time
+		}
 		for _, m := range p.msgs {
 			want[m.Header.Get(relay.HeaderID)] = true
 			if !slices.Contains(subjects, m.Subject) {
 				subjects = append(subjects, m.Subject)
 			}
 		}
+	}
+	if len(subjects) == 0 {
+		return nil
 	}
 	w := broker.Window{Subjects: subjects, Since: since, HeadersOnly: true}
 	err := broker.Walk(ctx, r.s.js, r.s.stream, w, func(m jetstream.Msg) error {
@@ -220,13 +231,6 @@ func (r *redriver) findStored(ctx context.Context) error {
 		return fmt.Errorf("deadletter: look for stored events: %w", err)
 	}
 	return nil
-}
-
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
 }
 
 // publish stores m and reports whether JetStream found it a duplicate. It
