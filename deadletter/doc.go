@@ -20,6 +20,9 @@
 //     same event delivered again) is not published again, however old it is;
 //     and each publish carries Nats-Msg-Id = event id, so JetStream's
 //     duplicate window also covers concurrent redrives and the live relay.
+//     Finding what is stored reads the headers (not the data) of the
+//     messages on the redriven events' subjects since the oldest selected
+//     dead letter arrived, once per 32 MiB of redriven data.
 //   - What still fails stays where it is and is reported with its reason.
 //   - Redrive never deletes or changes a dead letter, not even one it
 //     redrove wholly: the stream is the append-only history that replay
