@@ -3,8 +3,13 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -28,7 +33,10 @@ var ErrNotReady = errors.New("broker: embedded server not ready")
 
 // Embedded is an in-process nats-server with JetStream enabled.
 type Embedded struct {
-	srv *server.Server
+	srv      *server.Server
+	log      zerolog.Logger
+	urlFile  string // "" unless started WithURLFile
+	shutdown sync.Once
 }
 
 // EmbeddedOption tunes StartEmbedded.
@@ -41,6 +49,7 @@ type embeddedConfig struct {
 	name         string
 	readyTimeout time.Duration
 	sync         *time.Duration
+	urlFile      bool
 }
 
 // WithPort makes the server listen on port exactly: -1 picks a random free
@@ -82,6 +91,16 @@ func WithSync(interval time.Duration) EmbeddedOption {
 	return func(c *embeddedConfig) { c.sync = &interval }
 }
 
+// WithURLFile makes the server record its client URL in URLFile under its
+// data dir once it accepts connections, and Shutdown remove the file again
+// (unless another server has recorded its own URL there since). That is how
+// tools on the same machine find the embedded server of a relay running on
+// that data dir (see EmbeddedURL). A file that cannot be written is logged,
+// not fatal: only those tools depend on it.
+func WithURLFile() EmbeddedOption {
+	return func(c *embeddedConfig) { c.urlFile = true }
+}
+
 // StartEmbedded starts a nats-server with JetStream storing under dataDir
 // and waits until it accepts connections. The server does not install
 // signal handlers; stop it with Shutdown. Server log lines go to log.
@@ -111,9 +130,68 @@ func StartEmbedded(dataDir string, log zerolog.Logger, opts ...EmbeddedOption) (
 	if err != nil {
 		return nil, err
 	}
-	e := &Embedded{srv: srv}
+	e := &Embedded{srv: srv, log: log}
 	log.Info().Str("url", e.ClientURL()).Str("store_dir", dataDir).Msg("embedded NATS JetStream server started")
+	if cfg.urlFile {
+		path := filepath.Join(dataDir, URLFile)
+		if err := writeFileAtomic(path, []byte(e.ClientURL()+"\n")); err != nil {
+			log.Warn().Err(err).Msg("could not record the embedded server's URL for local tools (relay replay, deadletters, check)")
+		} else {
+			e.urlFile = path
+		}
+	}
 	return e, nil
+}
+
+// URLFile is the file, in the data dir of an embedded server started
+// WithURLFile, that holds the server's client URL (one line) while it runs.
+const URLFile = "nats.url"
+
+// ErrNoEmbedded is returned by EmbeddedURL when no embedded server is
+// recorded in the data dir.
+var ErrNoEmbedded = errors.New("broker: no embedded server recorded")
+
+// EmbeddedURL returns the client URL that a running embedded server
+// started WithURLFile on dataDir recorded there. Without such a record it
+// returns an error wrapping ErrNoEmbedded. The record may be stale (a
+// process killed before Shutdown leaves it behind): a failing connection
+// to the URL means no server runs there.
+func EmbeddedURL(dataDir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, URLFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("%w in %s", ErrNoEmbedded, dataDir)
+	}
+	if err != nil {
+		return "", fmt.Errorf("broker: %w", err)
+	}
+	url := strings.TrimSpace(string(b))
+	if url == "" {
+		return "", fmt.Errorf("%w in %s (%s is empty)", ErrNoEmbedded, dataDir, URLFile)
+	}
+	return url, nil
+}
+
+// writeFileAtomic writes data to path through a temporary file and a
+// rename, so a reader never sees a partial file.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+	}
+	return err
 }
 
 // errListen marks a server that could not listen on its port; it is a
@@ -176,9 +254,21 @@ func (e *Embedded) Server() *server.Server { return e.srv }
 // the server without a TCP round trip (see WithInProcess).
 func (e *Embedded) InProcessConn() (net.Conn, error) { return e.srv.InProcessConn() }
 
-// Shutdown stops the server and waits until it has stopped. It is safe to
-// call more than once.
+// Shutdown stops the server and waits until it has stopped, removing its
+// URLFile first if it recorded one. It is safe to call more than once.
 func (e *Embedded) Shutdown() {
+	e.shutdown.Do(func() {
+		if e.urlFile == "" {
+			return
+		}
+		// Another server may have recorded its own URL since (two relays
+		// started on one data dir): leave its record alone.
+		if b, err := os.ReadFile(e.urlFile); err == nil && strings.TrimSpace(string(b)) == e.ClientURL() {
+			if err := os.Remove(e.urlFile); err != nil {
+				e.log.Warn().Err(err).Msg("could not remove the embedded server's URL file")
+			}
+		}
+	})
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
 }
@@ -202,7 +292,15 @@ type serverLogger struct {
 }
 
 func (l serverLogger) Noticef(format string, v ...any) { l.log.Info().Msgf(format, v...) }
-func (l serverLogger) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
+func (l serverLogger) Warnf(format string, v ...any) {
+	if strings.HasPrefix(format, "Maximum payloads over") {
+		// The relay sets MaxPayload deliberately (see there); the server's
+		// generic advice against it is noise in every relay command's output.
+		l.log.Debug().Msgf(format, v...)
+		return
+	}
+	l.log.Warn().Msgf(format, v...)
+}
 func (l serverLogger) Fatalf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
 	l.log.Error().Msg(msg)

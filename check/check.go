@@ -23,7 +23,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -82,11 +81,6 @@ func (r Result) String() string {
 	}
 	return s
 }
-
-// URLFile is the file under RELAY_DATA_DIR in which a relay running with the
-// embedded server records that server's client URL. It must match what
-// `relay serve` writes.
-const URLFile = "nats.url"
 
 // Defaults of the options.
 const (
@@ -237,12 +231,11 @@ func (d *diagnosis) nats(ctx context.Context) {
 	cfg := d.cfg
 	u := cfg.NATSURL
 	if u == "" {
-		b, err := os.ReadFile(filepath.Join(cfg.DataDir, URLFile))
-		if err != nil {
+		var err error
+		if u, err = broker.EmbeddedURL(cfg.DataDir); err != nil {
 			d.report(NATS, Failed, "RELAY_NATS_URL is empty (the relay starts an embedded server) and no relay is running on RELAY_DATA_DIR %s: start the relay, or set RELAY_NATS_URL", cfg.DataDir)
 			return
 		}
-		u = strings.TrimSpace(string(b))
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.c.stepTimeout)
 	defer cancel()

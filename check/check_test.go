@@ -247,7 +247,7 @@ func TestCheckEmbeddedWithoutRelayFailsNATS(t *testing.T) {
 
 	// A relay running on the data dir records its server's URL.
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, check.URLFile), []byte(s.srv.ClientURL()+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, broker.URLFile), []byte(s.srv.ClientURL()+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	got, passed := runCheck(t, append(env, "RELAY_DATA_DIR="+dir))

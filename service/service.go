@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -38,10 +36,6 @@ const (
 	// TestDeliveryWait is how long the control loop waits to see the test
 	// delivery it asked Upvest for.
 	TestDeliveryWait = 30 * time.Second
-	// URLFile, under the data dir, records the embedded server's client
-	// URL while the relay runs, so that relay replay and relay check find
-	// it.
-	URLFile = "nats.url"
 )
 
 // Keys is where verification keys come from: *verify.StaticKeys or
@@ -363,16 +357,13 @@ func (s *Service) startNATS() error {
 	opts := cfg.NATS
 	if s.natsURL == "" {
 		e, err := broker.StartEmbedded(cfg.DataDir, s.log,
-			broker.WithSync(cfg.EmbeddedSync))
+			broker.WithSync(cfg.EmbeddedSync), broker.WithURLFile())
 		if err != nil {
 			return fmt.Errorf("embedded NATS server: %w", err)
 		}
 		s.embedded = e
 		s.natsURL = e.ClientURL()
 		opts = append(opts[:len(opts):len(opts)], broker.WithInProcess(e))
-		if err := os.WriteFile(filepath.Join(cfg.DataDir, URLFile), []byte(s.natsURL+"\n"), 0o644); err != nil {
-			s.log.Warn().Err(err).Msg("could not record the embedded server URL for relay replay and relay check")
-		}
 	}
 	nc, err := broker.Dial(s.natsURL, s.log, opts...)
 	if err != nil {
@@ -391,7 +382,6 @@ func (s *Service) startNATS() error {
 func (s *Service) stopNATS() {
 	broker.Close(s.nc, ShutdownGrace)
 	if s.embedded != nil {
-		_ = os.Remove(filepath.Join(s.cfg.DataDir, URLFile))
 		s.embedded.Shutdown()
 	}
 }

@@ -7,6 +7,7 @@
 //	relay [serve]    run the relay (configured by RELAY_* variables)
 //	relay demo       the whole system on one machine, nothing configured
 //	relay replay     read events back from stream retention
+//	relay deadletters  list, show and redrive dead letters
 //	relay check      diagnose the configuration, end to end
 //	relay keys       print Upvest's verification keys as a JWKS file
 //	relay version    print the version (also relay --version, -v)
@@ -52,6 +53,7 @@ func commands() []command {
 		{"serve", "run the relay: webhook ingress and subscription control loop (default)", runServe},
 		{"demo", "run embedded JetStream, an Upvest emulator and the relay, with a live view", runDemo},
 		{"replay", "print or republish events from stream retention", runReplay},
+		{"deadletters", "list, show (SEQ) or redrive dead letters", runDeadletters},
 		{"check", "diagnose the configuration: NATS, stream, Upvest, keys, subscription", runCheck},
 		{"keys", "print Upvest's verification keys, ready for RELAY_VERIFY_KEYS_FILE", runKeys},
 		{"version", "print the version", runVersion},
@@ -145,7 +147,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'relay <command> --help' for a command's flags and variables.")

@@ -19,7 +19,6 @@ import (
 
 	"github.com/upvest-relay/upvest-relay/broker"
 	"github.com/upvest-relay/upvest-relay/config"
-	"github.com/upvest-relay/upvest-relay/service"
 	"github.com/upvest-relay/upvest-relay/subjects"
 )
 
@@ -32,7 +31,7 @@ type replayOptions struct {
 
 func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("replay", "Read events back from stream retention, as JSON lines of structured CloudEvents\non stdout, or re-published under another prefix. The source stream is never\nmodified and no durable consumer is left behind. Times are the stream's\nstorage times.", stdout)
-	since := fs.String("since", "", "start: RFC 3339 time, or a duration back from now such as 2h (default: the oldest retained event)")
+	since := fs.String("since", "", "start: "+whenHelp+" (default: the oldest retained event)")
 	until := fs.String("until", "", "end, same forms as --since (default: the newest event when replay starts)")
 	subject := fs.String("subject", "", "subject filter, wildcards allowed (default: every subject of the stream)")
 	republish := fs.String("republish", "", "re-publish each message with its headers and data to PREFIX.<original subject> instead of printing")
@@ -43,16 +42,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return usageError{err}
 	}
-	now := time.Now()
 	var o replayOptions
-	if o.since, err = parseWhen(*since, now); err != nil {
-		return usageError{fmt.Errorf("relay replay: --since: %w", err)}
-	}
-	if o.until, err = parseWhen(*until, now); err != nil {
-		return usageError{fmt.Errorf("relay replay: --until: %w", err)}
-	}
-	if !o.since.IsZero() && !o.until.IsZero() && o.until.Before(o.since) {
-		return usageError{errors.New("relay replay: --until is before --since")}
+	if o.since, o.until, err = parseWindow("relay replay", *since, *until, time.Now()); err != nil {
+		return err
 	}
 	o.subject = *subject
 	if o.subject == "" {
@@ -68,7 +60,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	log := newLogger(cfg, stderr)
 
-	nc, stop, err := replayConn(ctx, cfg, log)
+	nc, stop, err := streamConn(ctx, cfg, log, "replay")
 	if err != nil {
 		return err
 	}
@@ -77,14 +69,22 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	n, skipped, err := replay(ctx, js, cfg.Stream, o, func(m jetstream.Msg) error {
+	w := broker.Window{Subjects: []string{o.subject}, Since: o.since, Until: o.until}
+	var n, skipped int
+	err = broker.Walk(ctx, js, cfg.Stream, w, func(m jetstream.Msg) error {
 		if o.republish != "" {
+			n++
 			return nc.PublishMsg(&nats.Msg{Subject: o.republish + "." + m.Subject(), Header: m.Headers(), Data: m.Data()})
 		}
 		line, err := structuredJSON(ctx, m)
+		if errors.Is(err, errNotCloudEvent) {
+			skipped++
+			return nil
+		}
 		if err != nil {
 			return err
 		}
+		n++
 		_, err = stdout.Write(append(line, '\n'))
 		return err
 	})
@@ -99,100 +99,9 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return err
 }
 
-// errNotCloudEvent marks a retained message that is not a CloudEvent
-// (a dead letter); printing skips it, republishing does not.
+// errNotCloudEvent marks a retained message that is not a CloudEvent;
+// printing skips it, republishing does not.
 var errNotCloudEvent = errors.New("not a CloudEvent")
-
-// replay walks the stream from o.since to o.until (or to the last message
-// present when it starts) with an ordered, ephemeral consumer, calling
-// emit for each message matching o.subject. It returns how many messages
-// were emitted and how many were skipped as not CloudEvents.
-func replay(ctx context.Context, js jetstream.JetStream, stream string, o replayOptions, emit func(jetstream.Msg) error) (n, skipped int, err error) {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return 0, 0, fmt.Errorf("stream %s: %w", stream, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("stream %s: %w", stream, err)
-	}
-	last := info.State.LastSeq
-	if info.State.Msgs == 0 {
-		return 0, 0, nil
-	}
-	// An ordered consumer is ephemeral; it is deleted when replay ends and,
-	// should replay die first, removed by the server after a short idle time.
-	cc := jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{o.subject},
-		DeliverPolicy:     jetstream.DeliverAllPolicy,
-		InactiveThreshold: 10 * time.Second,
-	}
-	if !o.since.IsZero() {
-		cc.DeliverPolicy, cc.OptStartTime = jetstream.DeliverByStartTimePolicy, &o.since
-	}
-	c, err := s.OrderedConsumer(ctx, cc)
-	if err != nil {
-		return 0, 0, fmt.Errorf("consumer: %w", err)
-	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = s.DeleteConsumer(dctx, c.CachedInfo().Name)
-	}()
-	ci, err := c.Info(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("consumer: %w", err)
-	}
-	if ci.NumPending == 0 {
-		return 0, 0, nil
-	}
-	noResponders := 0
-	for {
-		batch, err := c.Fetch(256, jetstream.FetchMaxWait(2*time.Second))
-		if errors.Is(err, nats.ErrNoResponders) && noResponders < 10 {
-			// A replicated stream's fresh consumer may not be placed yet.
-			noResponders++
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		if err != nil {
-			return n, skipped, fmt.Errorf("fetch: %w", err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			md, err := m.Metadata()
-			if err != nil {
-				return n, skipped, err
-			}
-			if !o.until.IsZero() && md.Timestamp.After(o.until) {
-				return n, skipped, nil
-			}
-			switch err := emit(m); {
-			case errors.Is(err, errNotCloudEvent):
-				skipped++
-			case err != nil:
-				return n, skipped, err
-			default:
-				n++
-			}
-			if md.Sequence.Stream >= last || md.NumPending == 0 {
-				return n, skipped, nil
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return n, skipped, fmt.Errorf("fetch: %w", err)
-		}
-		if err := ctx.Err(); err != nil {
-			return n, skipped, err
-		}
-		if got == 0 {
-			// Nothing more arrived within the wait: the rest of the window
-			// was removed (age limit) while we read.
-			return n, skipped, nil
-		}
-	}
-}
 
 // structuredJSON decodes a binary-mode CloudEvent with the CloudEvents SDK
 // and renders it in structured JSON, data as JSON.
@@ -208,8 +117,27 @@ func structuredJSON(ctx context.Context, m jetstream.Msg) ([]byte, error) {
 	return json.Marshal(ev)
 }
 
-// parseWhen accepts an RFC 3339 time or a duration back from now; "" is
-// the zero time.
+// whenHelp documents the forms parseWhen accepts, for flag help.
+const whenHelp = "an RFC 3339 time (2026-12-01T10:00:00Z), a date or a date and time without zone, taken as UTC (2026-12-01, 2026-12-01T10:00), or a duration back from now (2h)"
+
+// parseWindow parses the --since and --until flags of command: either may
+// be empty (unbounded), and until must not be before since.
+func parseWindow(command, since, until string, now time.Time) (from, to time.Time, err error) {
+	if from, err = parseWhen(since, now); err != nil {
+		return from, to, usageError{fmt.Errorf("%s: --since: %w", command, err)}
+	}
+	if to, err = parseWhen(until, now); err != nil {
+		return from, to, usageError{fmt.Errorf("%s: --until: %w", command, err)}
+	}
+	if !from.IsZero() && !to.IsZero() && to.Before(from) {
+		return from, to, usageError{fmt.Errorf("%s: --until is before --since", command)}
+	}
+	return from, to, nil
+}
+
+// parseWhen accepts an RFC 3339 time, a plain date or a date and time
+// without a zone (taken as UTC), or a duration back from now; "" is the
+// zero time.
 func parseWhen(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
@@ -217,47 +145,54 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t, nil
 	}
+	for _, layout := range []string{time.DateOnly, "2006-01-02T15:04", "2006-01-02T15:04:05.999999999", "2006-01-02 15:04", "2006-01-02 15:04:05.999999999"} {
+		if t, err := time.ParseInLocation(layout, s, time.UTC); err == nil {
+			return t, nil
+		}
+	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
-		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a positive duration such as 2h", s)
+		return time.Time{}, fmt.Errorf("%q is not a time (2026-12-01T10:00:00Z, or 2026-12-01 or 2026-12-01T10:00 in UTC) nor a positive duration such as 2h", s)
 	}
 	return now.Add(-d), nil
 }
 
-// replayConn connects to RELAY_NATS_URL, or, with the embedded default, to
-// the embedded server of a relay running on the same data dir, or else
-// starts an embedded server on that data dir just for the replay.
-func replayConn(ctx context.Context, cfg config.Config, log zerolog.Logger) (*nats.Conn, func(), error) {
+// streamConn connects a command named name to the relay's NATS: to
+// RELAY_NATS_URL when set; else to the embedded server of a relay running
+// on RELAY_DATA_DIR; else, when that data dir holds a stopped relay's
+// store, to an embedded server started on it just for the command (quietly:
+// its log lines are not the command's output). stop closes what it opened.
+func streamConn(ctx context.Context, cfg config.Config, log zerolog.Logger, name string) (nc *nats.Conn, stop func(), err error) {
+	quiet := log.Level(zerolog.ErrorLevel)
+	opts := []broker.ConnectOption{
+		broker.WithName("upvest-relay " + name),
+		broker.WithNATSOptions(nats.RetryOnFailedConnect(false), nats.Timeout(5*time.Second)),
+	}
 	if cfg.NATSURL != "" {
-		nc, err := nats.Connect(cfg.NATSURL, nats.Name("upvest-relay replay"), credsOption(cfg.NATSCreds))
+		nc, err := broker.Connect(ctx, cfg.NATSURL, quiet, append(opts, broker.WithCredentials(cfg.NATSCreds),
+			broker.WithTLS(cfg.NATSTLSCAFile, cfg.NATSTLSCertFile, cfg.NATSTLSKeyFile))...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("RELAY_NATS_URL: %w", err)
 		}
 		return nc, nc.Close, nil
 	}
-	if b, err := os.ReadFile(filepath.Join(cfg.DataDir, service.URLFile)); err == nil {
-		if nc, err := nats.Connect(strings.TrimSpace(string(b)), nats.Name("upvest-relay replay"), nats.Timeout(2*time.Second)); err == nil {
+	if url, err := broker.EmbeddedURL(cfg.DataDir); err == nil {
+		if nc, err := broker.Connect(ctx, url, quiet, opts...); err == nil {
 			return nc, nc.Close, nil
 		}
+		// A stale record: the relay that wrote it is gone.
 	}
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, "jetstream")); err != nil {
-		return nil, nil, fmt.Errorf("RELAY_DATA_DIR: no relay data under %s", cfg.DataDir)
+		return nil, nil, fmt.Errorf("RELAY_NATS_URL is empty and RELAY_DATA_DIR %s holds no relay (neither a running one nor a stopped one's data): set RELAY_NATS_URL, or RELAY_DATA_DIR to a relay's data dir", cfg.DataDir)
 	}
-	e, err := broker.StartEmbedded(cfg.DataDir, log.Level(zerolog.WarnLevel), broker.WithPort(-1))
+	e, err := broker.StartEmbedded(cfg.DataDir, quiet, broker.WithPort(-1))
 	if err != nil {
 		return nil, nil, fmt.Errorf("RELAY_DATA_DIR: %w", err)
 	}
-	nc, err := nats.Connect(e.ClientURL(), nats.InProcessServer(e), nats.Name("upvest-relay replay"))
+	nc, err = broker.Connect(ctx, e.ClientURL(), quiet, append(opts, broker.WithInProcess(e))...)
 	if err != nil {
 		e.Shutdown()
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("RELAY_DATA_DIR: %w", err)
 	}
 	return nc, func() { nc.Close(); e.Shutdown() }, nil
-}
-
-func credsOption(path string) nats.Option {
-	if path == "" {
-		return func(*nats.Options) error { return nil }
-	}
-	return nats.UserCredentials(path)
 }

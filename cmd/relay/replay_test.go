@@ -81,18 +81,25 @@ func newReplayFixture(t *testing.T) *replayFixture {
 // replayLines runs `relay replay args...` and returns its stdout lines.
 func (f *replayFixture) replayLines(t *testing.T, args ...string) []string {
 	t.Helper()
+	lines, _ := f.replay(t, args...)
+	return lines
+}
+
+// replay runs `relay replay args...` and returns its stdout lines and its
+// stderr.
+func (f *replayFixture) replay(t *testing.T, args ...string) (lines []string, stderr string) {
+	t.Helper()
 	configtest.SetEnv(t, f.env...)
-	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), append([]string{"replay"}, args...), &stdout, &stderr); code != 0 {
-		t.Fatalf("relay replay %v: exit %d: %s", args, code, stderr.String())
+	var stdout, errb bytes.Buffer
+	if code := run(context.Background(), append([]string{"replay"}, args...), &stdout, &errb); code != 0 {
+		t.Fatalf("relay replay %v: exit %d: %s", args, code, errb.String())
 	}
-	var lines []string
 	sc := bufio.NewScanner(&stdout)
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
 	}
-	return lines
+	return lines, errb.String()
 }
 
 func TestReplayPrintsStructuredCloudEvents(t *testing.T) {
@@ -206,14 +213,62 @@ func TestReplayRepublishes(t *testing.T) {
 }
 
 // TestReplayWithTheRelayStopped reads the data dir with an embedded server
-// started just for the replay.
+// started just for the replay, quietly.
 func TestReplayWithTheRelayStopped(t *testing.T) {
 	f := newReplayFixture(t)
 	if err := f.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(f.replayLines(t, "--since", "1h")); got != len(f.events) {
+	lines, stderr := f.replay(t, "--since", "1h")
+	if got := len(lines); got != len(f.events) {
 		t.Errorf("replay of a stopped relay's data printed %d events, want %d", got, len(f.events))
+	}
+	if strings.Contains(stderr, "nats-server") || strings.Contains(stderr, `"warn"`) {
+		t.Errorf("stderr holds the embedded server's own lines or warnings:\n%s", stderr)
+	}
+}
+
+// TestReplayWithoutARelay fails in one line that names the variables to
+// set.
+func TestReplayWithoutARelay(t *testing.T) {
+	configtest.SetEnv(t, "RELAY_DATA_DIR="+t.TempDir())
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"replay", "--since", "2026-12-01"}, &stdout, &stderr)
+	got := stderr.String()
+	if code != 1 || strings.Count(got, "\n") != 1 || !strings.Contains(got, "RELAY_DATA_DIR") || !strings.Contains(got, "RELAY_NATS_URL") {
+		t.Errorf("exit %d, stderr %q; want 1 and one line naming RELAY_DATA_DIR and RELAY_NATS_URL", code, got)
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("stdout = %q, want nothing", stdout.String())
+	}
+}
+
+func TestParseWhen(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Time
+	}{
+		{"", time.Time{}},
+		{"2026-12-01T10:00:00Z", time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)},
+		{"2026-12-01T10:00:00.5+02:00", time.Date(2026, 12, 1, 8, 0, 0, 5e8, time.UTC)},
+		{"2026-12-01", time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)},
+		{"2026-12-01T10:00", time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)},
+		{"2026-12-01T10:00:30", time.Date(2026, 12, 1, 10, 0, 30, 0, time.UTC)},
+		{"2026-12-01 10:00", time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)},
+		{"2h", now.Add(-2 * time.Hour)},
+		{"90m", now.Add(-90 * time.Minute)},
+	}
+	for _, tt := range tests {
+		got, err := parseWhen(tt.in, now)
+		if err != nil || !got.Equal(tt.want) {
+			t.Errorf("parseWhen(%q) = %s, %v; want %s", tt.in, got, err, tt.want)
+		}
+	}
+	for _, bad := range []string{"yesterday", "-2h", "2026-13-01", "2026-12-01T25:00", "01.12.2026"} {
+		if got, err := parseWhen(bad, now); err == nil {
+			t.Errorf("parseWhen(%q) = %s, want an error", bad, got)
+		}
 	}
 }
 
