@@ -76,7 +76,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("RELAY_DATA_DIR: %w", err)
 	}
 
-	webhookURL, err := demoWebhookURL(cfg)
+	webhookURL, listen, err := demoWebhookURL(cfg)
 	if err != nil {
 		return usageError{err}
 	}
@@ -86,7 +86,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.UpvestSigningKeyFile = keyFile
 	cfg.UpvestSigningKeyID = tenant.KeyID
 	cfg.VerifyKeysFile = "" // fetch /auth/verify_keys from the emulator, as against Upvest
-	cfg.WebhookURL = webhookURL
+	cfg.WebhookURL, cfg.ListenAddr = webhookURL, listen
 	cfg.WebhookTitle = "upvest-relay demo"
 	cfg.WebhookDelay = "1s"
 	cfg.ReconcileInterval = 10 * time.Second
@@ -123,26 +123,28 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return err
 }
 
-// demoWebhookURL is the URL the emulator delivers to: the ingress listener
-// on loopback. A port of 0 is replaced by a free one now, because the URL
-// must be known before the listener is opened.
-func demoWebhookURL(cfg config.Config) (string, error) {
+// demoWebhookURL returns the URL the emulator delivers to, the ingress
+// listener on loopback, and the listen address to use. A port of 0 is
+// replaced by a free one now, in both, because the URL must be known
+// before the listener is opened.
+func demoWebhookURL(cfg config.Config) (url, listen string, err error) {
 	host, port, err := net.SplitHostPort(cfg.ListenAddr)
 	if err != nil {
-		return "", fmt.Errorf("config: RELAY_LISTEN_ADDR: %w", err)
+		return "", "", fmt.Errorf("config: RELAY_LISTEN_ADDR: %w", err)
 	}
 	if port == "0" {
 		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
-			return "", fmt.Errorf("config: RELAY_LISTEN_ADDR: %w", err)
+			return "", "", fmt.Errorf("config: RELAY_LISTEN_ADDR: %w", err)
 		}
 		port = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 		l.Close()
 	}
+	listen = net.JoinHostPort(host, port)
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port) + cfg.WebhookPath, nil
+	return "http://" + net.JoinHostPort(host, port) + cfg.WebhookPath, listen, nil
 }
 
 // sendHostile posts an unsigned package every interval, which the relay
