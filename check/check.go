@@ -130,11 +130,12 @@ func New(opts ...Option) (*Checker, error) {
 	return c, nil
 }
 
-// Run loads the configuration from the environment (config.Load) and
-// diagnoses it, handing each Result to emit as soon as it is known. It
-// reports whether no check failed.
-func (c *Checker) Run(ctx context.Context, emit func(Result)) bool {
-	cfg, err := config.Load()
+// Run loads the configuration from environ ("NAME=value" entries, as
+// os.Environ returns them; see config.FromEnviron) and diagnoses it,
+// handing each Result to emit as soon as it is known. It reports whether
+// no check failed.
+func (c *Checker) Run(ctx context.Context, environ []string, emit func(Result)) bool {
+	cfg, err := config.FromEnviron(environ)
 	if err != nil {
 		emit(Result{Config, Failed, oneLine(err)})
 		for _, n := range Names()[1:] {

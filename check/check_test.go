@@ -16,7 +16,6 @@ import (
 	"github.com/upvest-relay/upvest-relay/broker"
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
 	"github.com/upvest-relay/upvest-relay/check"
-	"github.com/upvest-relay/upvest-relay/config"
 	"github.com/upvest-relay/upvest-relay/config/configtest"
 	"github.com/upvest-relay/upvest-relay/relay"
 	"github.com/upvest-relay/upvest-relay/upvest/emulator"
@@ -105,14 +104,13 @@ func newSetup(t *testing.T) *setup {
 
 func runCheck(t *testing.T, env []string, opts ...check.Option) (map[string]check.Result, bool) {
 	t.Helper()
-	configtest.SetEnv(t, env...)
 	c, err := check.New(opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]check.Result{}
 	var order []string
-	passed := c.Run(context.Background(), func(r check.Result) {
+	passed := c.Run(context.Background(), configtest.Env(env...), func(r check.Result) {
 		got[r.Check] = r
 		order = append(order, r.Check)
 		t.Log(r)
@@ -132,6 +130,7 @@ func wantStatus(t *testing.T, got map[string]check.Result, name string, s check.
 }
 
 func TestCheckAllPassWithTestDelivery(t *testing.T) {
+	t.Parallel()
 	s := newSetup(t)
 	got, passed := runCheck(t, s.env, check.WithTestDelivery(20*time.Second))
 	if !passed {
@@ -149,6 +148,7 @@ func TestCheckAllPassWithTestDelivery(t *testing.T) {
 }
 
 func TestCheckWithoutTestDeliverySkipsIt(t *testing.T) {
+	t.Parallel()
 	s := newSetup(t)
 	got, passed := runCheck(t, s.env)
 	if !passed {
@@ -161,6 +161,7 @@ func TestCheckWithoutTestDeliverySkipsIt(t *testing.T) {
 }
 
 func TestCheckFailures(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		edit    func(t *testing.T, s *setup) []string
@@ -235,6 +236,7 @@ func TestCheckFailures(t *testing.T) {
 const s0 = ""
 
 func TestCheckEmbeddedWithoutRelayFailsNATS(t *testing.T) {
+	t.Parallel()
 	s := newSetup(t)
 	env := append([]string{}, s.env[1:]...) // no RELAY_NATS_URL
 	env = append(env, "RELAY_DATA_DIR="+t.TempDir())
@@ -258,12 +260,9 @@ func TestCheckEmbeddedWithoutRelayFailsNATS(t *testing.T) {
 }
 
 func TestFetchKeys(t *testing.T) {
+	t.Parallel()
 	s := newSetup(t)
-	configtest.SetEnv(t, s.env...)
-	cfg, err := config.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := configtest.Load(t, s.env...)
 	client, err := check.NewUpvestClient(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -281,6 +280,7 @@ func TestFetchKeys(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
+	t.Parallel()
 	for _, o := range []check.Option{check.WithStepTimeout(0), check.WithTestDelivery(-time.Second)} {
 		if _, err := check.New(o); err == nil {
 			t.Errorf("New accepted an invalid option")

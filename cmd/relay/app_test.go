@@ -90,18 +90,14 @@ func keeperState(t *testing.T, a *service.Service) keeper.State {
 func testConfig(t *testing.T, env ...string) config.Config {
 	t.Helper()
 	defaults := []string{"RELAY_DATA_DIR=" + t.TempDir(), "RELAY_ADMIN_ADDR=127.0.0.1:0", "RELAY_LISTEN_ADDR=127.0.0.1:0"}
-	configtest.SetEnv(t, append(defaults, env...)...)
-	cfg, err := config.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return configtest.Load(t, append(defaults, env...)...)
 }
 
 // TestServeWithOnlyAKeysFile is the contract's smallest deployment: only
 // RELAY_VERIFY_KEYS_FILE set, embedded JetStream, a signed package in,
 // its events on the stream, ready, clean stop.
 func TestServeWithOnlyAKeysFile(t *testing.T) {
+	t.Parallel()
 	emu, err := emulator.New()
 	if err != nil {
 		t.Fatal(err)
@@ -195,6 +191,7 @@ func TestServeWithOnlyAKeysFile(t *testing.T) {
 // restart while the emulator keeps retrying, and every event is in the
 // stream exactly once.
 func TestDeliveryThroughRelayExactlyOnceAcrossRestart(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("long end-to-end test")
 	}

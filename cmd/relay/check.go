@@ -25,7 +25,7 @@ check it needs failed). With --json, one JSON object per check (JSON lines):
 to the server of a relay running on RELAY_DATA_DIR; with none running, the
 nats check fails.`
 
-func runCheck(ctx context.Context, args []string, stdout, _ io.Writer) error {
+func runCheck(ctx context.Context, args, env []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("check", checkSummary, stdout)
 	fs.extra = config.Usage()
 	asJSON := fs.Bool("json", false, "print JSON lines instead of text")
@@ -45,7 +45,7 @@ func runCheck(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	}
 	enc := json.NewEncoder(stdout)
 	failed := 0
-	c.Run(ctx, func(r check.Result) {
+	c.Run(ctx, env, func(r check.Result) {
 		if r.Status == check.Failed {
 			failed++
 		}

@@ -19,10 +19,10 @@ import (
 )
 
 func TestVersionFlags(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{{"--version"}, {"-v"}, {"-version"}, {"version"}} {
-		configtest.SetEnv(t)
 		var stdout, stderr bytes.Buffer
-		if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+		if code := run(context.Background(), args, nil, &stdout, &stderr); code != 0 {
 			t.Errorf("%v: exit %d, stderr %q", args, code, stderr.String())
 		}
 		if got := stdout.String(); got != "relay "+version+"\n" {
@@ -32,6 +32,7 @@ func TestVersionFlags(t *testing.T) {
 }
 
 func TestUnknownCommandSuggests(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct{ arg, want string }{
 		{"serv", "did you mean serve?"},
 		{"chek", "did you mean check?"},
@@ -40,7 +41,7 @@ func TestUnknownCommandSuggests(t *testing.T) {
 		{"frobnicate", "unknown command \"frobnicate\" (try"},
 	} {
 		var stdout, stderr bytes.Buffer
-		if code := run(context.Background(), []string{tt.arg}, &stdout, &stderr); code != 2 {
+		if code := run(context.Background(), []string{tt.arg}, nil, &stdout, &stderr); code != 2 {
 			t.Errorf("%s: exit %d, want 2", tt.arg, code)
 		}
 		if !strings.Contains(stderr.String(), tt.want) || strings.Count(stderr.String(), "\n") != 1 {
@@ -82,11 +83,11 @@ func checkEnv(t *testing.T) (*emulator.Server, []string) {
 }
 
 func TestCheckCommand(t *testing.T) {
+	t.Parallel()
 	_, env := checkEnv(t)
 
-	configtest.SetEnv(t, env...)
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"check"}, &stdout, &stderr); code != 0 {
+	if code := run(context.Background(), []string{"check"}, env, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d, want 0; stdout:\n%s\nstderr: %s", code, stdout.String(), stderr.String())
 	}
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
@@ -100,10 +101,10 @@ func TestCheckCommand(t *testing.T) {
 	}
 
 	// A wrong secret: exit 1, and --json gives one parsable object per check.
-	configtest.SetEnv(t, append(env, "RELAY_UPVEST_CLIENT_SECRET=wrong")...)
 	stdout.Reset()
 	stderr.Reset()
-	if code := run(context.Background(), []string{"check", "--json"}, &stdout, &stderr); code != 1 {
+	wrong := configtest.Env(append(env, "RELAY_UPVEST_CLIENT_SECRET=wrong")...)
+	if code := run(context.Background(), []string{"check", "--json"}, wrong, &stdout, &stderr); code != 1 {
 		t.Fatalf("exit %d, want 1; stdout:\n%s", code, stdout.String())
 	}
 	if !strings.Contains(stderr.String(), "checks failed") || strings.Count(stderr.String(), "\n") != 1 {
@@ -123,13 +124,13 @@ func TestCheckCommand(t *testing.T) {
 }
 
 func TestKeysCommand(t *testing.T) {
+	t.Parallel()
 	emu, env := checkEnv(t)
 	if _, err := emu.RotateKey(); err != nil {
 		t.Fatal(err)
 	}
-	configtest.SetEnv(t, env...)
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"keys"}, &stdout, &stderr); code != 0 {
+	if code := run(context.Background(), []string{"keys"}, env, &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d; stderr %s", code, stderr.String())
 	}
 	if _, err := verify.ParseKeys(stdout.Bytes()); err != nil {
@@ -146,10 +147,9 @@ func TestKeysCommand(t *testing.T) {
 	}
 
 	// Without credentials: one line, exit 2.
-	configtest.SetEnv(t)
 	stdout.Reset()
 	stderr.Reset()
-	if code := run(context.Background(), []string{"keys"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "RELAY_UPVEST_CLIENT_ID") {
+	if code := run(context.Background(), []string{"keys"}, nil, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "RELAY_UPVEST_CLIENT_ID") {
 		t.Errorf("without credentials: exit %d, stderr %q; want 2 naming RELAY_UPVEST_CLIENT_ID", code, stderr.String())
 	}
 }

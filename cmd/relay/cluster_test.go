@@ -31,6 +31,7 @@ import (
 // that losing one NATS node neither fails ingress nor loses or doubles
 // an event.
 func TestReplicasOnACluster(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("3-node NATS cluster with two relay replicas")
 	}

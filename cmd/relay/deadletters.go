@@ -26,7 +26,7 @@ var deadlettersCommands = []struct{ name, args, summary string }{
 	{"redrive", " [SEQ...]", "run dead letters through the current splitter and publish what now parses"},
 }
 
-func runDeadletters(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runDeadletters(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 			deadlettersUsage(stdout)
@@ -36,11 +36,11 @@ func runDeadletters(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	switch sub, rest := args[0], args[1:]; sub {
 	case "list":
-		return runDeadlettersList(ctx, rest, stdout, stderr)
+		return runDeadlettersList(ctx, rest, env, stdout, stderr)
 	case "show":
-		return runDeadlettersShow(ctx, rest, stdout, stderr)
+		return runDeadlettersShow(ctx, rest, env, stdout, stderr)
 	case "redrive":
-		return runDeadlettersRedrive(ctx, rest, stdout, stderr)
+		return runDeadlettersRedrive(ctx, rest, env, stdout, stderr)
 	case "help":
 		deadlettersUsage(stdout)
 		return errHelp
@@ -74,8 +74,8 @@ func deadlettersUsage(w io.Writer) {
 
 // openDeadletters loads the configuration, connects like replay does and
 // returns the dead-letter store; stop closes the connection.
-func openDeadletters(ctx context.Context, stderr io.Writer) (*deadletter.Store, func(), error) {
-	cfg, err := config.Load()
+func openDeadletters(ctx context.Context, env []string, stderr io.Writer) (*deadletter.Store, func(), error) {
+	cfg, err := config.FromEnviron(env)
 	if err != nil {
 		return nil, nil, usageError{err}
 	}
@@ -125,7 +125,7 @@ func parseSeq(s string) (uint64, error) {
 	return seq, nil
 }
 
-func runDeadlettersList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runDeadlettersList(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("deadletters list", "List dead letters in stream order: sequence, storage time (UTC), reason, position\nin the package's payload (- for a whole body), request id, size in bytes, id.", stdout)
 	since := fs.String("since", "", "start: "+whenHelp+" (default: the oldest retained)")
 	until := fs.String("until", "", "end, same forms as --since (default: the newest)")
@@ -137,7 +137,7 @@ func runDeadlettersList(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	store, stop, err := openDeadletters(ctx, stderr)
+	store, stop, err := openDeadletters(ctx, env, stderr)
 	if err != nil {
 		return err
 	}
@@ -185,7 +185,7 @@ func letterJSON(l deadletter.Letter) letterOut {
 	return o
 }
 
-func runDeadlettersShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runDeadlettersShow(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("deadletters show", "Print the dead letter at stream sequence SEQ, the one argument (relay deadletters\nlist shows them): a line with its sequence, storage time, subject and size, its\nheaders (one per line), a blank line and its data, byte for byte as received.", stdout)
 	raw := fs.Bool("raw", false, "print only the data, byte for byte")
 	pos, err := parseArgs(fs, args)
@@ -199,7 +199,7 @@ func runDeadlettersShow(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return usageError{fmt.Errorf("relay deadletters show: %w", err)}
 	}
-	store, stop, err := openDeadletters(ctx, stderr)
+	store, stop, err := openDeadletters(ctx, env, stderr)
 	if err != nil {
 		return err
 	}
@@ -235,7 +235,7 @@ func runDeadlettersShow(ctx context.Context, args []string, stdout, stderr io.Wr
 	return err
 }
 
-func runDeadlettersRedrive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runDeadlettersRedrive(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("deadletters redrive", "Run the selected dead letters through the current splitter and publish the\nevents that now parse, with the headers live events get. Arguments: SEQ... to\nselect those stream sequences (within --since/--until); none selects the window.\nIdempotent: an event already in the stream is not stored again. Dead letters\nstay in the stream, redriven or not; what still fails is reported. Exit 0\nunless something other than a dead letter failed (NATS, a SEQ that is not one).", stdout)
 	since := fs.String("since", "", "start: "+whenHelp+" (default: the oldest retained)")
 	until := fs.String("until", "", "end, same forms as --since (default: the newest)")
@@ -256,7 +256,7 @@ func runDeadlettersRedrive(ctx context.Context, args []string, stdout, stderr io
 		}
 		sel.Seqs = append(sel.Seqs, seq)
 	}
-	store, stop, err := openDeadletters(ctx, stderr)
+	store, stop, err := openDeadletters(ctx, env, stderr)
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 // plus one dead letter as an older splitter stored it (a whole package it
 // refused), which redrive turns into its events, once.
 func TestDeadlettersCommand(t *testing.T) {
+	t.Parallel()
 	emu, err := emulator.New()
 	if err != nil {
 		t.Fatal(err)
@@ -64,9 +65,8 @@ func TestDeadlettersCommand(t *testing.T) {
 
 	deadletters := func(t *testing.T, wantCode int, args ...string) (string, string) {
 		t.Helper()
-		configtest.SetEnv(t, env...)
 		var stdout, stderr bytes.Buffer
-		if code := run(context.Background(), append([]string{"deadletters"}, args...), &stdout, &stderr); code != wantCode {
+		if code := run(context.Background(), append([]string{"deadletters"}, args...), configtest.Env(env...), &stdout, &stderr); code != wantCode {
 			t.Fatalf("relay deadletters %v: exit %d, want %d: %s", args, code, wantCode, stderr.String())
 		}
 		return stdout.String(), stderr.String()

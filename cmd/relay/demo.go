@@ -32,7 +32,7 @@ RELAY_LISTEN_ADDR, RELAY_ADMIN_ADDR, RELAY_DATA_DIR and the stream variables
 are honoured; the demo writes only under RELAY_DATA_DIR (its log is
 RELAY_DATA_DIR/demo/relay.log).`
 
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("demo", demoSummary, stdout)
 	rate := fs.Float64("rate", 10, "how many times a second the emulated tenant produces activity (one event, or an order or onboarding flow)")
 	hostile := fs.Duration("hostile-every", 15*time.Second, "send an unsigned request this often, to show the relay refusing it (0 = never)")
@@ -43,7 +43,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *rate <= 0 || *rate > 10000 {
 		return usageError{fmt.Errorf("relay demo: --rate: must be in (0, 10000], got %v", *rate)}
 	}
-	cfg, err := config.Load()
+	cfg, err := config.FromEnviron(env)
 	if err != nil {
 		return usageError{err}
 	}

@@ -14,25 +14,25 @@ import (
 	"time"
 
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
-	"github.com/upvest-relay/upvest-relay/config/configtest"
 )
 
 // TestDemoThenCheck is the path of a new user: relay demo runs, and relay
 // check with the settings the demo writes to data/demo/relay.env passes
 // every check, the test delivery included, without writing any code.
 func TestDemoThenCheck(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	ports := brokertest.FreePorts(t, 2)
-	configtest.SetEnv(t,
-		"RELAY_DATA_DIR="+dir,
+	ports := brokertest.FreePorts(t, 1)
+	demoEnv := []string{
+		"RELAY_DATA_DIR=" + dir,
 		"RELAY_LISTEN_ADDR=127.0.0.1:0", // the demo picks the port, as a user may ask it to
-		fmt.Sprintf("RELAY_ADMIN_ADDR=127.0.0.1:%d", ports[1]),
-	)
+		fmt.Sprintf("RELAY_ADMIN_ADDR=127.0.0.1:%d", ports[0]),
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var demoOut, demoErr bytes.Buffer
 	var wg sync.WaitGroup
 	var code int
-	wg.Go(func() { code = run(ctx, []string{"demo", "--plain"}, &demoOut, &demoErr) })
+	wg.Go(func() { code = run(ctx, []string{"demo", "--plain"}, demoEnv, &demoOut, &demoErr) })
 	defer func() {
 		cancel()
 		wg.Wait()
@@ -52,8 +52,7 @@ func TestDemoThenCheck(t *testing.T) {
 	}
 	defer f.Close()
 	env := []string{
-		fmt.Sprintf("RELAY_LISTEN_ADDR=127.0.0.1:%d", ports[0]),
-		fmt.Sprintf("RELAY_ADMIN_ADDR=127.0.0.1:%d", ports[1]),
+		fmt.Sprintf("RELAY_ADMIN_ADDR=127.0.0.1:%d", ports[0]),
 	}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -64,13 +63,12 @@ func TestDemoThenCheck(t *testing.T) {
 		name, value, _ := strings.Cut(line, "=")
 		env = append(env, name+"="+strings.Trim(value, "'"))
 	}
-	configtest.SetEnv(t, env...)
 
 	var out, errOut bytes.Buffer
 	brokertest.Eventually(t, 60*time.Second, "relay check passes against the demo", func() bool {
 		out.Reset()
 		errOut.Reset()
-		return run(ctx, []string{"check", "--test-delivery", "--timeout", "20s"}, &out, &errOut) == 0
+		return run(ctx, []string{"check", "--test-delivery", "--timeout", "20s"}, env, &out, &errOut) == 0
 	})
 	for _, name := range []string{"config", "nats", "stream", "upvest_token", "verify_keys", "subscription", "test_delivery"} {
 		if !regexp.MustCompile(`(?m)^` + name + `\s+ok: `).MatchString(out.String()) {

@@ -19,12 +19,12 @@ on stdout, ready for RELAY_VERIFY_KEYS_FILE:
 
   relay keys > verify-keys.json`
 
-func runKeys(ctx context.Context, args []string, stdout, _ io.Writer) error {
+func runKeys(ctx context.Context, args, env []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("keys", keysSummary, stdout)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load()
+	cfg, err := config.FromEnviron(env)
 	if err != nil {
 		return usageError{err}
 	}

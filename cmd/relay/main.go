@@ -29,7 +29,7 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -45,7 +45,9 @@ func (e usageError) Unwrap() error { return e.err }
 type command struct {
 	name    string
 	summary string
-	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+	// run runs the command with its arguments and the process
+	// environment, as os.Environ returns it (the RELAY_* configuration).
+	run func(ctx context.Context, args, env []string, stdout, stderr io.Writer) error
 }
 
 func commands() []command {
@@ -63,7 +65,7 @@ func commands() []command {
 // run executes the command line and returns the process exit code:
 // 0 on a clean stop or help, 2 for usage and configuration errors, 1 for
 // everything else.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args, env []string, stdout, stderr io.Writer) int {
 	name := "serve"
 	if len(args) > 0 {
 		switch a := args[0]; a {
@@ -82,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if c.name != name {
 			continue
 		}
-		err := c.run(ctx, args, stdout, stderr)
+		err := c.run(ctx, args, env, stdout, stderr)
 		var ue usageError
 		switch {
 		case err == nil:
@@ -153,7 +155,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "Run 'relay <command> --help' for a command's flags and variables.")
 }
 
-func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
+func runVersion(_ context.Context, args, _ []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("version", "print the version", stdout)
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 )
 
 func TestRunExitCodes(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		args    []string
@@ -44,9 +45,8 @@ func TestRunExitCodes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			configtest.SetEnv(t, tt.env...)
 			var stdout, stderr bytes.Buffer
-			code := run(context.Background(), tt.args, &stdout, &stderr)
+			code := run(context.Background(), tt.args, configtest.Env(tt.env...), &stdout, &stderr)
 			if code != tt.code {
 				t.Fatalf("exit code %d, want %d; stderr: %s", code, tt.code, stderr.String())
 			}
@@ -66,6 +66,7 @@ func TestRunExitCodes(t *testing.T) {
 // TestBinaryServeSIGTERM builds the real binary, runs `relay serve` with
 // only a keys file, waits for readiness and stops it with SIGTERM: exit 0.
 func TestBinaryServeSIGTERM(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
@@ -158,10 +159,11 @@ func TestBinaryServeSIGTERM(t *testing.T) {
 // TestConfigMistakeStartsNothing: a configuration that cannot work is
 // refused before the embedded server is started or anything is written.
 func TestConfigMistakeStartsNothing(t *testing.T) {
+	t.Parallel()
 	dataDir := filepath.Join(t.TempDir(), "data")
-	configtest.SetEnv(t, "RELAY_DATA_DIR="+dataDir, "RELAY_LISTEN_ADDR=127.0.0.1:0", "RELAY_ADMIN_ADDR=127.0.0.1:0")
+	env := []string{"RELAY_DATA_DIR=" + dataDir, "RELAY_LISTEN_ADDR=127.0.0.1:0", "RELAY_ADMIN_ADDR=127.0.0.1:0"}
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"serve"}, &stdout, &stderr); code != 2 {
+	if code := run(context.Background(), []string{"serve"}, env, &stdout, &stderr); code != 2 {
 		t.Fatalf("exit %d, want 2; stderr: %s", code, stderr.String())
 	}
 	if !strings.Contains(stderr.String(), "RELAY_VERIFY_KEYS_FILE") || strings.Count(stderr.String(), "\n") != 1 {

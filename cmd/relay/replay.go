@@ -29,7 +29,7 @@ type replayOptions struct {
 	republish    string
 }
 
-func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runReplay(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("replay", "Read events back from stream retention, as JSON lines of structured CloudEvents\non stdout, or re-published under another prefix. The source stream is never\nmodified and no durable consumer is left behind. Times are the stream's\nstorage times.", stdout)
 	since := fs.String("since", "", "start: "+whenHelp+" (default: the oldest retained event)")
 	until := fs.String("until", "", "end, same forms as --since (default: the newest event when replay starts)")
@@ -38,7 +38,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load()
+	cfg, err := config.FromEnviron(env)
 	if err != nil {
 		return usageError{err}
 	}

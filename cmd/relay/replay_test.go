@@ -89,9 +89,8 @@ func (f *replayFixture) replayLines(t *testing.T, args ...string) []string {
 // stderr.
 func (f *replayFixture) replay(t *testing.T, args ...string) (lines []string, stderr string) {
 	t.Helper()
-	configtest.SetEnv(t, f.env...)
 	var stdout, errb bytes.Buffer
-	if code := run(context.Background(), append([]string{"replay"}, args...), &stdout, &errb); code != 0 {
+	if code := run(context.Background(), append([]string{"replay"}, args...), configtest.Env(f.env...), &stdout, &errb); code != 0 {
 		t.Fatalf("relay replay %v: exit %d: %s", args, code, errb.String())
 	}
 	sc := bufio.NewScanner(&stdout)
@@ -103,6 +102,7 @@ func (f *replayFixture) replay(t *testing.T, args ...string) (lines []string, st
 }
 
 func TestReplayPrintsStructuredCloudEvents(t *testing.T) {
+	t.Parallel()
 	f := newReplayFixture(t)
 	lines := f.replayLines(t)
 	if len(lines) != len(f.events) {
@@ -136,6 +136,7 @@ func TestReplayPrintsStructuredCloudEvents(t *testing.T) {
 }
 
 func TestReplayWindowsAndFilters(t *testing.T) {
+	t.Parallel()
 	f := newReplayFixture(t)
 	later := f.after.Format(time.RFC3339Nano)
 	long := "2000-01-01T00:00:00Z"
@@ -181,6 +182,7 @@ func TestReplayWindowsAndFilters(t *testing.T) {
 }
 
 func TestReplayRepublishes(t *testing.T) {
+	t.Parallel()
 	f := newReplayFixture(t)
 	sub, err := f.a.Conn().SubscribeSync("copy.>")
 	if err != nil {
@@ -215,6 +217,7 @@ func TestReplayRepublishes(t *testing.T) {
 // TestReplayWithTheRelayStopped reads the data dir with an embedded server
 // started just for the replay, quietly.
 func TestReplayWithTheRelayStopped(t *testing.T) {
+	t.Parallel()
 	f := newReplayFixture(t)
 	if err := f.stop(); err != nil {
 		t.Fatal(err)
@@ -231,9 +234,9 @@ func TestReplayWithTheRelayStopped(t *testing.T) {
 // TestReplayWithoutARelay fails in one line that names the variables to
 // set.
 func TestReplayWithoutARelay(t *testing.T) {
-	configtest.SetEnv(t, "RELAY_DATA_DIR="+t.TempDir())
+	t.Parallel()
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"replay", "--since", "2026-12-01"}, &stdout, &stderr)
+	code := run(context.Background(), []string{"replay", "--since", "2026-12-01"}, []string{"RELAY_DATA_DIR=" + t.TempDir()}, &stdout, &stderr)
 	got := stderr.String()
 	if code != 1 || strings.Count(got, "\n") != 1 || !strings.Contains(got, "RELAY_DATA_DIR") || !strings.Contains(got, "RELAY_NATS_URL") {
 		t.Errorf("exit %d, stderr %q; want 1 and one line naming RELAY_DATA_DIR and RELAY_NATS_URL", code, got)
@@ -244,6 +247,7 @@ func TestReplayWithoutARelay(t *testing.T) {
 }
 
 func TestParseWhen(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
 		in   string

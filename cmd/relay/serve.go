@@ -9,13 +9,13 @@ import (
 
 // runServe runs the relay on the RELAY_* configuration until ctx ends
 // (SIGINT/SIGTERM), then drains and returns nil.
-func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", "Run the relay: webhook ingress, publishing to JetStream, and the\nsubscription control loop. Configured by environment variables:", stdout)
 	fs.extra = config.Usage()
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load()
+	cfg, err := config.FromEnviron(env)
 	if err != nil {
 		return usageError{err}
 	}

@@ -1,41 +1,40 @@
-// Package configtest helps tests that need the relay's configuration.
+// Package configtest helps tests that need the relay's configuration. It
+// touches no process state, so tests using it may run in parallel.
 package configtest
 
 import (
-	"os"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/upvest-relay/upvest-relay/config"
 )
 
-// Load returns config.FromEnviron of env, "NAME=value" entries over the
-// defaults, and fails the test if it is refused. It touches no process
-// state, so tests using it may run in parallel.
+// Load returns config.FromEnviron of Env(env...), failing the test if it
+// is refused.
 func Load(t testing.TB, env ...string) config.Config {
 	t.Helper()
-	c, err := config.FromEnviron(env)
+	c, err := config.FromEnviron(Env(env...))
 	if err != nil {
 		t.Fatalf("configtest.Load: %v", err)
 	}
 	return c
 }
 
-// SetEnv makes env, "NAME=value" entries, the process's only RELAY_*
-// variables for the rest of the test: every other RELAY_* variable is
-// unset, and t.Setenv restores them all afterwards (so no test using it
-// may run in parallel). Use it only where the code under test reads the
-// process environment itself (config.Load); otherwise prefer Load.
-func SetEnv(t testing.TB, env ...string) {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, config.Prefix) {
-			t.Setenv(name, "") // to be restored after the test
-			os.Unsetenv(name)
+// Env returns env, "NAME=value" entries, keeping of a name given more than
+// once only its last value, as successive assignments would leave an
+// environment: Env(base..., "RELAY_X=override") overrides. The result is
+// what a command's environment or config.FromEnviron takes.
+func Env(env ...string) []string {
+	out := make([]string, 0, len(env))
+	seen := make(map[string]bool, len(env))
+	for _, kv := range slices.Backward(env) {
+		name, _, _ := strings.Cut(kv, "=")
+		if !seen[name] {
+			seen[name] = true
+			out = append(out, kv)
 		}
 	}
-	for _, kv := range env {
-		name, value, _ := strings.Cut(kv, "=")
-		t.Setenv(name, value)
-	}
+	slices.Reverse(out)
+	return out
 }
