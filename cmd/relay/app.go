@@ -26,6 +26,7 @@ import (
 	"github.com/upvest-relay/upvest-relay/keeper"
 	"github.com/upvest-relay/upvest-relay/relay"
 	"github.com/upvest-relay/upvest-relay/subjects"
+	"github.com/upvest-relay/upvest-relay/tracing"
 	"github.com/upvest-relay/upvest-relay/upvest"
 	"github.com/upvest-relay/upvest-relay/verify"
 )
@@ -96,6 +97,12 @@ func runApp(ctx context.Context, cfg config.Config, log zerolog.Logger, started 
 	if err != nil {
 		return err
 	}
+	tp, stopTracing, err := tracing.New(ctx, os.LookupEnv, version,
+		tracing.WithErrorHandler(func(err error) { log.Warn().Err(err).Msg("traces not exported") }))
+	if err != nil {
+		return usageError{err}
+	}
+	defer func() { _ = stopTracing(context.WithoutCancel(ctx)) }() // flushes, bounded by tracing.ShutdownTimeout
 	log.Info().Str("version", version).Object("config", cfg).Msg("starting")
 
 	if err := a.connect(ctx); err != nil {
@@ -124,6 +131,7 @@ func runApp(ctx context.Context, cfg config.Config, log zerolog.Logger, started 
 		relay.WithTrustedProxies(cfg.TrustedProxies),
 		relay.WithLogger(log),
 		relay.WithRegisterer(a.registry),
+		relay.WithTracerProvider(tp),
 	)
 	if err != nil {
 		return err
