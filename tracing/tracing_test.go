@@ -2,7 +2,14 @@ package tracing_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -334,6 +341,83 @@ func TestHTTPSWithTheConfiguredCA(t *testing.T) {
 				t.Errorf("received %d spans with errors %v, want none and one error", got, errs)
 			case !c.exports && !strings.Contains(errs[0].Error(), "certificate"):
 				t.Errorf("error = %v, want a certificate error", errs[0])
+			}
+		})
+	}
+}
+
+// clientCert writes a self-signed client certificate and its key as PEM
+// files and returns their paths and a pool that trusts the certificate.
+func clientCert(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "relay"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestMutualTLSWithAClientCertificate(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile, pool := clientCert(t)
+	rcv := tracingtest.NewMTLSReceiver(t, pool)
+	for _, c := range []struct {
+		name    string
+		env     []string
+		exports bool
+	}{
+		{"with the client certificate", []string{
+			"OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", certFile, "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", keyFile}, true},
+		{"without it", nil, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var log errorLog
+			before := len(rcv.Spans())
+			tp, shutdown, err := tracing.New(context.Background(), env(append([]string{
+				"OTEL_EXPORTER_OTLP_ENDPOINT", rcv.URL, "OTEL_EXPORTER_OTLP_CERTIFICATE", rcv.CAFile(t)}, c.env...)...), "v1",
+				tracing.WithErrorHandler(log.add))
+			if err != nil {
+				t.Fatalf("New: %v", err)
+			}
+			emit(t, tp)
+			if err := shutdown(context.Background()); err != nil {
+				t.Fatalf("shutdown: %v", err)
+			}
+			got, errs := len(rcv.Spans())-before, log.all()
+			if c.exports && (got != 2 || len(errs) != 0) || !c.exports && (got != 0 || len(errs) != 1) {
+				t.Errorf("received %d spans with errors %v, want exported=%v", got, errs, c.exports)
 			}
 		})
 	}

@@ -6,6 +6,8 @@ package tracingtest
 
 import (
 	"compress/gzip"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"io"
@@ -80,6 +82,20 @@ func NewTLSReceiver(t testing.TB) *Receiver {
 	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(r.serve))
 	// Clients that refuse the certificate are what some tests are about.
 	r.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	r.srv.StartTLS()
+	r.URL = r.srv.URL
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+// NewMTLSReceiver starts a receiver over HTTPS that accepts only clients
+// presenting a certificate signed by one of clientCAs.
+func NewMTLSReceiver(t testing.TB, clientCAs *x509.CertPool) *Receiver {
+	t.Helper()
+	r := &Receiver{}
+	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(r.serve))
+	r.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	r.srv.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCAs, MinVersion: tls.VersionTLS12}
 	r.srv.StartTLS()
 	r.URL = r.srv.URL
 	t.Cleanup(r.srv.Close)
