@@ -96,9 +96,8 @@ func (h *Handler) startTrace(r *http.Request) (*http.Request, *packageTrace) {
 		return r, nil
 	}
 	ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-	name := r.Method
-	attrs := make([]attribute.KeyValue, 0, 10)
-	attrs = append(attrs, httpMethod(r.Method)...)
+	attrs := make([]attribute.KeyValue, 0, 12)
+	name, attrs := httpMethod(r.Method, attrs)
 	attrs = append(attrs, semconv.URLPath(r.URL.Path))
 	if r.URL.Path == h.path {
 		name += " " + h.path
@@ -135,15 +134,17 @@ func (h *Handler) startTrace(r *http.Request) (*http.Request, *packageTrace) {
 	return r.WithContext(ctx), &packageTrace{tracer: h.tracer, ctx: ctx, span: span}
 }
 
-// httpMethod is http.request.method, "_OTHER" (with the original) for
-// methods outside RFC 9110 and PATCH.
-func httpMethod(m string) []attribute.KeyValue {
+// httpMethod appends http.request.method to attrs and returns the span
+// name for method m: the method, or "HTTP" and "_OTHER" (with the
+// original) for methods outside RFC 9110 and PATCH, as the HTTP
+// conventions have it.
+func httpMethod(m string, attrs []attribute.KeyValue) (string, []attribute.KeyValue) {
 	switch m {
 	case http.MethodConnect, http.MethodDelete, http.MethodGet, http.MethodHead, http.MethodOptions,
 		http.MethodPatch, http.MethodPost, http.MethodPut, http.MethodTrace:
-		return []attribute.KeyValue{semconv.HTTPRequestMethodKey.String(m)}
+		return m, append(attrs, semconv.HTTPRequestMethodKey.String(m))
 	}
-	return []attribute.KeyValue{semconv.HTTPRequestMethodOther, semconv.HTTPRequestMethodOriginal(m)}
+	return "HTTP", append(attrs, semconv.HTTPRequestMethodOther, semconv.HTTPRequestMethodOriginal(m))
 }
 
 // end ends the server span with the answer: its status, the reason of a

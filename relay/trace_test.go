@@ -275,12 +275,16 @@ func TestRejectedRequestsAreTraced(t *testing.T) {
 		reason     string
 		spans      []string
 		failedSpan string
+		attrs      map[string]any
 	}{
 		{"bad signature", verifierFunc(func(context.Context, *http.Request, []byte) error { return verify.ErrBadSignature }),
-			http.MethodPost, http.StatusUnauthorized, "bad_signature", []string{"POST " + webhookPath, relay.SpanVerify}, relay.SpanVerify},
+			http.MethodPost, http.StatusUnauthorized, "bad_signature", []string{"POST " + webhookPath, relay.SpanVerify}, relay.SpanVerify, nil},
 		{"keys unavailable", verifierFunc(func(context.Context, *http.Request, []byte) error { return verify.ErrKeysUnavailable }),
-			http.MethodPost, http.StatusServiceUnavailable, "keys_unavailable", []string{"POST " + webhookPath, relay.SpanVerify}, relay.SpanVerify},
-		{"wrong method", acceptAll, http.MethodGet, http.StatusMethodNotAllowed, "method_not_allowed", []string{"GET " + webhookPath}, ""},
+			http.MethodPost, http.StatusServiceUnavailable, "keys_unavailable", []string{"POST " + webhookPath, relay.SpanVerify}, relay.SpanVerify, nil},
+		{"wrong method", acceptAll, http.MethodGet, http.StatusMethodNotAllowed, "method_not_allowed", []string{"GET " + webhookPath}, "",
+			map[string]any{"http.request.method": "GET"}},
+		{"unknown method", acceptAll, "PURGE", http.StatusMethodNotAllowed, "method_not_allowed", []string{"HTTP " + webhookPath}, "",
+			map[string]any{"http.request.method": "_OTHER", "http.request.method_original": "PURGE"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -296,7 +300,11 @@ func TestRejectedRequestsAreTraced(t *testing.T) {
 			if server == nil {
 				t.Fatalf("spans = %v, want %v", keys(spans), tt.spans)
 			}
-			checkAttrs(t, server, map[string]any{"http.response.status_code": tt.status, "error.type": tt.reason}, "relay.events")
+			want := map[string]any{"http.response.status_code": tt.status, "error.type": tt.reason}
+			for k, v := range tt.attrs {
+				want[k] = v
+			}
+			checkAttrs(t, server, want, "relay.events")
 			wantServer := codes.Unset // a 4xx is the client's error
 			if tt.status >= 500 {
 				wantServer = codes.Error
