@@ -246,5 +246,7 @@ func Usage() string {
 		fmt.Fprintf(w, "  %s\t%s\t%s\n", v.name, cmp.Or(v.def, "(empty)"), v.desc)
 	}
 	w.Flush()
+	b.WriteString("\nTracing: the standard OpenTelemetry OTEL_* variables; off unless\n" +
+		"OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_TRACES_EXPORTER=otlp) is set.\n")
 	return b.String()
 }

@@ -31,6 +31,9 @@ The relay is configured only through environment variables named ` + "`" + Prefi
 - ` + "`RELAY_UPVEST_CLIENT_SECRET`" + ` is never printed or logged; the user information of URLs
   (a password, or a NATS token) is shown as ` + "`xxxxx`" + `. The relay logs its configuration at start
   in that redacted form.
+- Tracing is configured with the standard OpenTelemetry ` + "`OTEL_*`" + ` variables, which this table
+  does not list: it is off unless ` + "`OTEL_EXPORTER_OTLP_ENDPOINT`" + ` (or ` + "`OTEL_TRACES_EXPORTER=otlp`" + `)
+  is set. See [tracing.md](tracing.md).
 
 ## Variables
 

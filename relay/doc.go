@@ -48,6 +48,15 @@
 // handler's own reason), relay_package_duration_seconds and
 // relay_publish_duration_seconds.
 //
+// Tracing (WithTracerProvider; off by default, and off with a noop
+// provider, at no cost): a server span per request, continuing an incoming
+// W3C traceparent, with a "verify" child span and a "publish" producer span
+// (messaging.* attributes of the OpenTelemetry semantic conventions); every
+// message of the package carries the publish span's trace context as the
+// CloudEvents distributed-tracing extension (ce-traceparent, and
+// ce-tracestate when the trace has a state), and the request's log lines
+// carry trace_id.
+//
 // Admin serves /healthz, /readyz (named checks and details that other
 // components add) and /metrics. NewServer builds an *http.Server with
 // timeouts; its Shutdown drains in-flight packages, PubAcks included.

@@ -97,6 +97,7 @@ type Handler struct {
 	log         zerolog.Logger
 	reg         prometheus.Registerer
 	ready       func() error
+	tracer      *tracer // nil: tracing off
 
 	allowed     []netip.Prefix
 	trusted     []netip.Prefix
@@ -183,7 +184,8 @@ type outcome struct {
 // serve answers one request: handle does the work, answer maps its error.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	out, err := h.handle(w, r)
+	r, tr := h.startTrace(r)
+	out, err := h.handle(w, r, tr)
 	log := hlog.FromRequest(r)
 	if err != nil {
 		p := answer(err)
@@ -191,6 +193,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		h.metrics.rejections.WithLabelValues(p.reason).Inc()
 		h.metrics.packageDuration.Observe(time.Since(start).Seconds())
 		p.write(w)
+		tr.end(p.status, p.reason, outcome{})
 		log.Warn().Err(err).Int("status", p.status).Str("reason", p.reason).
 			Str("method", r.Method).Str("path", r.URL.Path).Float64("duration_ms", float64(time.Since(start).Microseconds())/1000).
 			Msg("webhook request rejected")
@@ -205,6 +208,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_ = json.NewEncoder(w).Encode(out)
+	tr.end(http.StatusOK, "", out)
 
 	ev := log.Info()
 	if out.notPackage != "" || out.DeadLettered > 0 {
@@ -218,8 +222,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		Msg("webhook package stored")
 }
 
-// handle admits (see HeadVerifier), splits and publishes one request.
-func (h *Handler) handle(w http.ResponseWriter, r *http.Request) (outcome, error) {
+// handle admits (see HeadVerifier), splits and publishes one request,
+// traced by tr (nil: untraced).
+func (h *Handler) handle(w http.ResponseWriter, r *http.Request, tr *packageTrace) (outcome, error) {
 	if r.URL.Path != h.path {
 		return outcome{}, fmt.Errorf("%w: %s", ErrNotFound, r.URL.Path)
 	}
@@ -235,7 +240,9 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request) (outcome, error
 			return outcome{}, fmt.Errorf("%w: %w", ErrNotReady, gateError{err})
 		}
 	}
+	verifying := tr.verifying()
 	body, release, err := h.admitBody(w, r)
+	verifying.end(err)
 	if err != nil {
 		return outcome{}, err
 	}
@@ -252,7 +259,10 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request) (outcome, error
 		requestID = id.String()
 	}
 	msgs, out := h.messages(body, requestID)
-	if err := h.publish(r.Context(), msgs, &out); err != nil {
+	publishing := tr.publishing(msgs)
+	err = h.publish(r.Context(), msgs, &out)
+	publishing.end(err)
+	if err != nil {
 		return outcome{}, err
 	}
 	return out, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/upvest-relay/upvest-relay/broker"
@@ -87,6 +88,10 @@ type Config struct {
 	// Stream is the stream the relay publishes into; its Replicas also
 	// sizes the control loop's lease bucket.
 	Stream broker.StreamOptions
+
+	// TracerProvider traces every package (see relay.WithTracerProvider);
+	// nil leaves tracing off.
+	TracerProvider trace.TracerProvider
 
 	// Upvest, when not nil with a Subscription URL, runs the control loop
 	// that keeps Subscription registered, every ReconcileInterval (the
@@ -242,6 +247,7 @@ func (s *Service) Run(ctx context.Context) (err error) {
 		relay.WithAllowedSources(cfg.AllowedSources),
 		relay.WithTrustedProxies(cfg.TrustedProxies),
 		relay.WithReadiness(s.storableErr),
+		relay.WithTracerProvider(cfg.TracerProvider),
 		relay.WithLogger(s.log),
 		relay.WithRegisterer(s.registry),
 	)

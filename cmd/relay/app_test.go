@@ -41,7 +41,7 @@ func startApp(t *testing.T, cfg config.Config) (*service.Service, func() error) 
 // ready, so that several services can be started at the same moment.
 func launchApp(t *testing.T, cfg config.Config) (wait func() (*service.Service, func() error)) {
 	t.Helper()
-	svc, err := newService(cfg, zerolog.Nop())
+	svc, err := newService(cfg, zerolog.Nop(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,7 +96,12 @@ func runDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 	}
 
 	view := newLiveView(stdout, *plain, cfg, emu.URL(), filepath.Join(dir, "relay.log"))
-	a, err := newService(cfg, log)
+	tp, stopTracing, err := newTracing(ctx, env, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	a, err := newService(cfg, log, tp)
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@ func TestRunExitCodes(t *testing.T) {
 		{name: "unknown variable", env: []string{"RELAY_NOPE=1"}, code: 2, stderr: "RELAY_NOPE", oneLine: true},
 		{name: "invalid value", env: []string{"RELAY_STREAM_REPLICAS=9"}, code: 2, stderr: "RELAY_STREAM_REPLICAS", oneLine: true},
 		{name: "no way to get keys", env: []string{"RELAY_DATA_DIR=" + t.TempDir(), "RELAY_LISTEN_ADDR=127.0.0.1:0", "RELAY_ADMIN_ADDR=127.0.0.1:0", "RELAY_LOG_LEVEL=disabled"}, code: 2, stderr: "RELAY_VERIFY_KEYS_FILE", oneLine: true},
+		{name: "unsupported trace exporter", env: []string{"OTEL_TRACES_EXPORTER=zipkin", "RELAY_DATA_DIR=" + t.TempDir(), "RELAY_LISTEN_ADDR=127.0.0.1:0", "RELAY_ADMIN_ADDR=127.0.0.1:0", "RELAY_LOG_LEVEL=disabled"}, code: 2, stderr: "OTEL_TRACES_EXPORTER", oneLine: true},
 		{name: "replay bad since", args: []string{"replay", "--since", "yesterday"}, code: 2, stderr: "--since", oneLine: true},
 		{name: "replay republish into source", args: []string{"replay", "--republish", "upvest.copy"}, code: 2, stderr: "--republish", oneLine: true},
 	}

@@ -20,7 +20,12 @@ func runServe(ctx context.Context, args, env []string, stdout, stderr io.Writer)
 		return usageError{err}
 	}
 	log := newLogger(cfg, stderr)
-	svc, err := newService(cfg, log)
+	tp, stopTracing, err := newTracing(ctx, env, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	svc, err := newService(cfg, log, tp)
 	if err != nil {
 		return err
 	}

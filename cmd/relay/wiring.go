@@ -1,28 +1,33 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/upvest-relay/upvest-relay/broker"
 	"github.com/upvest-relay/upvest-relay/check"
 	"github.com/upvest-relay/upvest-relay/config"
 	"github.com/upvest-relay/upvest-relay/keeper"
 	"github.com/upvest-relay/upvest-relay/service"
+	"github.com/upvest-relay/upvest-relay/tracing"
 	"github.com/upvest-relay/upvest-relay/upvest"
 	"github.com/upvest-relay/upvest-relay/verify"
 )
 
-// newService maps the configuration onto a relay service. It reads the
-// files the configuration names (keys), so a mistake there fails before
-// anything is started or written.
-func newService(cfg config.Config, log zerolog.Logger) (*service.Service, error) {
+// newService maps the configuration onto a relay service, traced through
+// tp (nil: off). It reads the files the configuration names (keys), so a
+// mistake there fails before anything is started or written.
+func newService(cfg config.Config, log zerolog.Logger, tp trace.TracerProvider) (*service.Service, error) {
 	sc := service.Config{
 		Version:         version,
+		TracerProvider:  tp,
 		ListenAddr:      cfg.ListenAddr,
 		AdminAddr:       cfg.AdminAddr,
 		TLSCertFile:     cfg.TLSCertFile,
@@ -102,4 +107,29 @@ func newLogger(cfg config.Config, w io.Writer) zerolog.Logger {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
 	}
 	return zerolog.New(w).Level(cfg.LogLevel).With().Timestamp().Logger()
+}
+
+// newTracing builds the tracer provider from the OTEL_* variables of env
+// (off unless they enable an exporter) and its shutdown, which flushes.
+// Exports that fail are logged on log.
+func newTracing(ctx context.Context, env []string, log zerolog.Logger) (trace.TracerProvider, func(), error) {
+	tp, shutdown, err := tracing.New(ctx, lookupIn(env), version,
+		tracing.WithErrorHandler(func(err error) { log.Warn().Err(err).Msg("traces not exported") }))
+	if err != nil {
+		return nil, nil, usageError{err}
+	}
+	return tp, func() { _ = shutdown(context.WithoutCancel(ctx)) }, nil
+}
+
+// lookupIn looks names up in env, "NAME=value" entries, the first of a
+// name counting, as os.LookupEnv does in the process environment.
+func lookupIn(env []string) tracing.Lookup {
+	return func(name string) (string, bool) {
+		for _, kv := range env {
+			if n, v, ok := strings.Cut(kv, "="); ok && n == name {
+				return v, true
+			}
+		}
+		return "", false
+	}
 }
