@@ -1,14 +1,12 @@
 package broker_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,26 +16,8 @@ import (
 
 	"github.com/upvest-relay/upvest-relay/broker"
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 )
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of NATS
-// callbacks.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func portOf(t *testing.T, rawURL string) int {
 	t.Helper()
@@ -53,7 +33,7 @@ func portOf(t *testing.T, rawURL string) int {
 }
 
 func TestStartEmbeddedServesJetStream(t *testing.T) {
-	var logs syncBuffer
+	var logs testkit.LogBuffer
 	e, err := broker.StartEmbedded(t.TempDir(), zerolog.New(&logs), broker.WithPort(-1))
 	if err != nil {
 		t.Fatalf("StartEmbedded: %v", err)
@@ -159,7 +139,7 @@ func TestConnectWaitsForLateServerAndLogsStateChanges(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 
-	var logs syncBuffer
+	var logs testkit.LogBuffer
 	type result struct {
 		nc  *nats.Conn
 		err error
@@ -179,19 +159,19 @@ func TestConnectWaitsForLateServerAndLogsStateChanges(t *testing.T) {
 		t.Fatalf("Connect: %v", r.err)
 	}
 	defer r.nc.Close()
-	brokertest.Eventually(t, 5*time.Second, "log shows 'NATS connected'", func() bool {
+	testkit.Eventually(t, 5*time.Second, "log shows 'NATS connected'", func() bool {
 		return strings.Contains(logs.String(), "NATS connected")
 	})
 
 	up := brokertest.Down(t, srv)
-	brokertest.Eventually(t, 5*time.Second, "log shows 'NATS disconnected'", func() bool {
+	testkit.Eventually(t, 5*time.Second, "log shows 'NATS disconnected'", func() bool {
 		return strings.Contains(logs.String(), "NATS disconnected")
 	})
 	if err := broker.Connected(r.nc)(context.Background()); !errors.Is(err, broker.ErrNotConnected) {
 		t.Errorf("Connected check while down = %v, want ErrNotConnected", err)
 	}
 	up()
-	brokertest.Eventually(t, 5*time.Second, "log shows 'NATS reconnected'", func() bool {
+	testkit.Eventually(t, 5*time.Second, "log shows 'NATS reconnected'", func() bool {
 		return strings.Contains(logs.String(), "NATS reconnected")
 	})
 	if err := broker.Connected(r.nc)(context.Background()); err != nil {
@@ -355,12 +335,12 @@ func TestDownKeepsStreamAcrossRestart(t *testing.T) {
 	}
 	oldURL := srv.ClientURL()
 	up := brokertest.Down(t, srv)
-	brokertest.Eventually(t, 5*time.Second, "connection notices the outage", func() bool { return !nc.IsConnected() })
+	testkit.Eventually(t, 5*time.Second, "connection notices the outage", func() bool { return !nc.IsConnected() })
 	srv = up()
 	if got := srv.ClientURL(); got != oldURL {
 		t.Errorf("restarted ClientURL() = %q, want %q", got, oldURL)
 	}
-	brokertest.Eventually(t, 5*time.Second, "connection is back", nc.IsConnected)
+	testkit.Eventually(t, 5*time.Second, "connection is back", nc.IsConnected)
 	s, err := js.Stream(ctx, "S")
 	if err != nil {
 		t.Fatalf("stream after restart: %v", err)
@@ -394,7 +374,7 @@ func TestStreamExistsRidesOutAShortOutageButNotADeletion(t *testing.T) {
 	up()
 
 	// A deleted stream fails the check at once, and keeps failing.
-	brokertest.Eventually(t, 5*time.Second, "stream reachable again", func() bool { return check(ctx) == nil })
+	testkit.Eventually(t, 5*time.Second, "stream reachable again", func() bool { return check(ctx) == nil })
 	if err := js.DeleteStream(ctx, "UPVEST"); err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/upvest-relay/upvest-relay/broker"
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 )
 
 // walkStream is a stream "S" on p.> holding six messages alternating
@@ -110,7 +111,7 @@ func TestWalkWindows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	brokertest.Eventually(t, 15*time.Second, "no consumer left after the walks", func() bool {
+	testkit.Eventually(t, 15*time.Second, "no consumer left after the walks", func() bool {
 		info, err := s.Info(context.Background())
 		return err == nil && info.State.Consumers == 0
 	})
@@ -191,7 +192,7 @@ func TestEmbeddedURLFile(t *testing.T) {
 		t.Errorf("EmbeddedURL before any server = %v, want ErrNoEmbedded", err)
 	}
 
-	var logs syncBuffer
+	var logs testkit.LogBuffer
 	e, err := broker.StartEmbedded(dir, zerolog.New(&logs).Level(zerolog.WarnLevel), broker.WithPort(-1), broker.WithURLFile())
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
 	"github.com/upvest-relay/upvest-relay/check"
 	"github.com/upvest-relay/upvest-relay/config/configtest"
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 	"github.com/upvest-relay/upvest-relay/relay"
 	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 	"github.com/upvest-relay/upvest-relay/verify"
@@ -142,7 +143,7 @@ func TestCheckAllPassWithTestDelivery(t *testing.T) {
 	wantStatus(t, got, check.VerifyKeys, check.OK, s.emu.SigningKeyID())
 	wantStatus(t, got, check.Subscription, check.OK, s.webhook.ID)
 	wantStatus(t, got, check.NATS, check.OK, "JetStream on")
-	brokertest.Eventually(t, 5*time.Second, "emulator did not count one test package", func() bool {
+	testkit.Eventually(t, 5*time.Second, "emulator did not count one test package", func() bool {
 		return s.emu.Delivered(s.webhook.ID).TestAttempts == 1
 	})
 }

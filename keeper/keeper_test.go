@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 	"github.com/upvest-relay/upvest-relay/keeper"
 	"github.com/upvest-relay/upvest-relay/upvest"
 	"github.com/upvest-relay/upvest-relay/upvest/emulator"
@@ -146,7 +147,7 @@ func TestKeeperConvergesAfterDrift(t *testing.T) {
 	k := newKeeper(t, u.client, want, keeper.WithInterval(50*time.Millisecond), keeper.WithMinBackoff(10*time.Millisecond))
 	stop := run(t, k)
 	defer stop()
-	brokertest.Eventually(t, 5*time.Second, "subscription registered", u.matches)
+	testkit.Eventually(t, 5*time.Second, "subscription registered", u.matches)
 	id := u.mine()[0].ID
 
 	drifts := []struct {
@@ -172,7 +173,7 @@ func TestKeeperConvergesAfterDrift(t *testing.T) {
 		if u.matches() {
 			t.Fatalf("%s: drift did not take", d.name)
 		}
-		brokertest.Eventually(t, 5*time.Second, "repaired after drift: "+d.name, u.matches)
+		testkit.Eventually(t, 5*time.Second, "repaired after drift: "+d.name, u.matches)
 		if got := u.mine()[0].ID; got != id {
 			t.Fatalf("%s: subscription replaced (%s → %s), want patched in place", d.name, id, got)
 		}
@@ -181,7 +182,7 @@ func TestKeeperConvergesAfterDrift(t *testing.T) {
 	if err := u.emu.DeleteWebhookBehindBack(id); err != nil {
 		t.Fatal(err)
 	}
-	brokertest.Eventually(t, 5*time.Second, "recreated after delete", func() bool {
+	testkit.Eventually(t, 5*time.Second, "recreated after delete", func() bool {
 		return u.matches() && u.mine()[0].ID != id
 	})
 	if got := len(u.emu.Webhooks(u.tenant.ClientID)); got != 1 {
@@ -198,13 +199,13 @@ func TestKeeperRidesOut5xxAnd429Storms(t *testing.T) {
 	k := newKeeper(t, u.client, want, keeper.WithInterval(200*time.Millisecond), keeper.WithMinBackoff(10*time.Millisecond))
 	stop := run(t, k)
 	defer stop()
-	brokertest.Eventually(t, 15*time.Second, "converged after the storm", u.matches)
+	testkit.Eventually(t, 15*time.Second, "converged after the storm", u.matches)
 	if got := len(u.mine()); got != 1 {
 		t.Errorf("%d subscriptions for the URL, want 1", got)
 	}
 	if st := k.State(); st.LastError != "" || !st.InSync {
 		// State is recorded after each pass; give the pass in progress time.
-		brokertest.Eventually(t, 5*time.Second, "state in sync", func() bool { return k.State().InSync })
+		testkit.Eventually(t, 5*time.Second, "state in sync", func() bool { return k.State().InSync })
 	}
 }
 
@@ -271,8 +272,8 @@ func TestTwoKeepersOneLeaderAndFailover(t *testing.T) {
 	stopA := run(t, a)
 	stopB := run(t, b)
 
-	brokertest.Eventually(t, 5*time.Second, "one leader", func() bool { return a.State().Leader != b.State().Leader })
-	brokertest.Eventually(t, 5*time.Second, "subscription registered", u.matches)
+	testkit.Eventually(t, 5*time.Second, "one leader", func() bool { return a.State().Leader != b.State().Leader })
+	testkit.Eventually(t, 5*time.Second, "subscription registered", u.matches)
 	leader, standby, leaderAPI, standbyAPI, stopLeader := a, b, apiA, apiB, stopA
 	if b.State().Leader {
 		leader, standby, leaderAPI, standbyAPI = b, a, apiB, apiA
@@ -295,12 +296,12 @@ func TestTwoKeepersOneLeaderAndFailover(t *testing.T) {
 
 	// The leader stops: the standby takes over and keeps repairing drift.
 	stopLeader()
-	brokertest.Eventually(t, 3*ttl, "standby took over", func() bool { return standby.State().Leader })
+	testkit.Eventually(t, 3*ttl, "standby took over", func() bool { return standby.State().Leader })
 	id := u.mine()[0].ID
 	if err := u.emu.SetWebhookEnabled(id, false); err != nil {
 		t.Fatal(err)
 	}
-	brokertest.Eventually(t, 5*time.Second, "new leader repairs drift", u.matches)
+	testkit.Eventually(t, 5*time.Second, "new leader repairs drift", u.matches)
 	if got := len(u.mine()); got != 1 {
 		t.Errorf("%d subscriptions, want 1", got)
 	}
@@ -325,7 +326,7 @@ func TestLeaseExpiresWhenHolderDies(t *testing.T) {
 		t.Fatalf("second holder while the first is alive: held=%v err=%v", held, err)
 	}
 	start := time.Now()
-	brokertest.Eventually(t, 4*ttl, "lease taken over after the TTL", func() bool {
+	testkit.Eventually(t, 4*ttl, "lease taken over after the TTL", func() bool {
 		held, err := live.Try(ctx)
 		return err == nil && held
 	})
@@ -426,7 +427,7 @@ func TestTestDeliveryAfterRegistering(t *testing.T) {
 		t.Fatalf("TestDelivery before registering = %q, want empty", got)
 	}
 	stop := run(t, k)
-	brokertest.Eventually(t, 5*time.Second, "test delivery reported as arrived", func() bool {
+	testkit.Eventually(t, 5*time.Second, "test delivery reported as arrived", func() bool {
 		return k.State().TestDelivery == keeper.TestArrived
 	})
 	stop()
@@ -450,7 +451,7 @@ func TestTestDeliveryMissingIsReported(t *testing.T) {
 	k := newKeeper(t, u.client, want, keeper.WithTestDelivery(200*time.Millisecond, rcv), keeper.WithInterval(time.Minute))
 	stop := run(t, k)
 	defer stop()
-	brokertest.Eventually(t, 5*time.Second, "test delivery reported missing", func() bool {
+	testkit.Eventually(t, 5*time.Second, "test delivery reported missing", func() bool {
 		return k.State().TestDelivery == keeper.TestMissing
 	})
 }
@@ -508,6 +509,6 @@ func TestWithLeaseStartsBeforeJetStream(t *testing.T) {
 		t.Fatal("leader without JetStream")
 	}
 	up()
-	brokertest.Eventually(t, 15*time.Second, "leader once JetStream is up", func() bool { return k.State().Leader })
-	brokertest.Eventually(t, 5*time.Second, "subscription registered", u.matches)
+	testkit.Eventually(t, 15*time.Second, "leader once JetStream is up", func() bool { return k.State().Leader })
+	testkit.Eventually(t, 5*time.Second, "subscription registered", u.matches)
 }

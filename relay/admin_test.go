@@ -14,6 +14,7 @@ import (
 
 	"github.com/upvest-relay/upvest-relay/broker"
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 	"github.com/upvest-relay/upvest-relay/relay"
 )
 
@@ -121,7 +122,7 @@ func TestAdminWithBrokerChecksAndMetrics(t *testing.T) {
 	}
 
 	up := brokertest.Down(t, f.srv)
-	eventually(t, "client notices the outage", func() bool { return !f.nc.IsConnected() })
+	testkit.Eventually(t, 10*time.Second, "client notices the outage", func() bool { return !f.nc.IsConnected() })
 	code, body = get(t, a, "/readyz")
 	r := readiness(t, body)
 	// The stream was seen moments ago: its check rides out the outage
@@ -130,7 +131,7 @@ func TestAdminWithBrokerChecksAndMetrics(t *testing.T) {
 		t.Errorf("/readyz with NATS down = %d %s, want 503 with nats failed and stream within its grace", code, body)
 	}
 	up()
-	eventually(t, "/readyz is 200 again", func() bool {
+	testkit.Eventually(t, 10*time.Second, "/readyz is 200 again", func() bool {
 		code, _ := get(t, a, "/readyz")
 		return code == http.StatusOK
 	})

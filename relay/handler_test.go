@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 	"github.com/upvest-relay/upvest-relay/relay"
 	"github.com/upvest-relay/upvest-relay/verify"
 )
@@ -453,11 +454,11 @@ func TestInFlightBound(t *testing.T) {
 
 	up := brokertest.Down(t, f.srv)
 	defer up()
-	eventually(t, "client notices the outage", func() bool { return !f.nc.IsConnected() })
+	testkit.Eventually(t, 10*time.Second, "client notices the outage", func() bool { return !f.nc.IsConnected() })
 	stalled := make(chan response, 1)
 	go func() { stalled <- f.post(pkg(event("if3", "ORDER.FILLED"))) }()
 	<-v.entered
-	eventually(t, "a second verified package is refused while the first holds the slot", func() bool {
+	testkit.Eventually(t, 10*time.Second, "a second verified package is refused while the first holds the slot", func() bool {
 		r := f.post(pkg(event("if4", "ORDER.FILLED")))
 		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
 			return false
@@ -477,7 +478,7 @@ func TestNATSDownThen503ThenRecovery(t *testing.T) {
 	}
 
 	up := brokertest.Down(t, f.srv)
-	eventually(t, "client notices the outage", func() bool { return !f.nc.IsConnected() })
+	testkit.Eventually(t, 10*time.Second, "client notices the outage", func() bool { return !f.nc.IsConnected() })
 	r := f.post(body)
 	if r.status != http.StatusServiceUnavailable {
 		t.Fatalf("while NATS is down: status = %d (%s), want 503", r.status, r.body)
@@ -490,9 +491,9 @@ func TestNATSDownThen503ThenRecovery(t *testing.T) {
 	}
 
 	up()
-	eventually(t, "client reconnects", f.nc.IsConnected)
+	testkit.Eventually(t, 10*time.Second, "client reconnects", f.nc.IsConnected)
 	// Upvest retries until it gets a 200.
-	eventually(t, "a retry is answered 200", func() bool { return f.post(body).status == http.StatusOK })
+	testkit.Eventually(t, 10*time.Second, "a retry is answered 200", func() bool { return f.post(body).status == http.StatusOK })
 
 	msgs := f.stored()
 	seen := map[string]int{}
@@ -561,7 +562,7 @@ func TestShutdownDrainsInFlightPackages(t *testing.T) {
 }
 
 func TestLogsCarryRequestIDAndNoSecrets(t *testing.T) {
-	var logs syncBuffer
+	var logs testkit.LogBuffer
 	f := newFixture(t, verifierFunc(func(context.Context, *http.Request, []byte) error {
 		return verify.ErrBadSignature
 	}), relay.WithLogger(zerolog.New(&logs)))

@@ -215,9 +215,3 @@ func decodeProblem(t testing.TB, r response) problem {
 	}
 	return p
 }
-
-// eventually polls cond until it holds or 10s pass.
-func eventually(t testing.TB, msg string, cond func() bool) {
-	t.Helper()
-	brokertest.Eventually(t, 10*time.Second, msg, cond)
-}

@@ -25,6 +25,7 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 	"github.com/upvest-relay/upvest-relay/relay"
 	"github.com/upvest-relay/upvest-relay/tracing"
 	"github.com/upvest-relay/upvest-relay/tracing/tracingtest"
@@ -53,7 +54,7 @@ func tracedFixture(t *testing.T, v relay.Verifier, opts ...relay.Option) (*fixtu
 // just after the answer is written) and returns the ended spans by name.
 func packageSpans(t *testing.T, sr *tracetest.SpanRecorder) map[string]sdktrace.ReadOnlySpan {
 	t.Helper()
-	eventually(t, "the server span ends", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the server span ends", func() bool {
 		for _, s := range sr.Ended() {
 			if s.SpanKind() == trace.SpanKindServer {
 				return true
@@ -122,7 +123,7 @@ func logLines(t *testing.T, logs string) []map[string]any {
 
 func TestTracesASignedPackage(t *testing.T) {
 	emu, v := realVerifier(t)
-	var logs syncBuffer
+	var logs testkit.LogBuffer
 	f, sr := tracedFixture(t, v, relay.WithLogger(zerolog.New(&logs)))
 	body := pkg(event("t1", "ORDER.FILLED"), event("t2", "USER.CREATED"), `{"type":"ORDER.FILLED","object":{}}`)
 	req := signedRequest(t, emu, f.http.URL+webhookPath, body)
@@ -209,7 +210,7 @@ func keys(m map[string]sdktrace.ReadOnlySpan) []string {
 }
 
 func TestIncomingTraceContextIsContinued(t *testing.T) {
-	var logs syncBuffer
+	var logs testkit.LogBuffer
 	f, sr := tracedFixture(t, acceptAll, relay.WithLogger(zerolog.New(&logs)))
 	req, err := http.NewRequest(http.MethodPost, f.http.URL+webhookPath, strings.NewReader(string(pkg(event("c1", "ORDER.FILLED")))))
 	if err != nil {
@@ -328,7 +329,7 @@ func TestRejectedRequestsAreTraced(t *testing.T) {
 func TestPublishFailureIsTraced(t *testing.T) {
 	f, sr := tracedFixture(t, acceptAll, relay.WithAckTimeout(500*time.Millisecond))
 	brokertest.Down(t, f.srv)
-	eventually(t, "client notices the outage", func() bool { return !f.nc.IsConnected() })
+	testkit.Eventually(t, 10*time.Second, "client notices the outage", func() bool { return !f.nc.IsConnected() })
 	if r := f.post(pkg(event("p1", "ORDER.FILLED"), event("p2", "ORDER.FILLED"))); r.status != http.StatusServiceUnavailable {
 		t.Fatalf("status = %d (%s), want 503", r.status, r.body)
 	}
@@ -424,7 +425,7 @@ func TestTracingOffAddsNothing(t *testing.T) {
 		{"noop provider", []relay.Option{relay.WithTracerProvider(noop.NewTracerProvider())}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs testkit.LogBuffer
 			f := newFixture(t, acceptAll, append(c.opts, relay.WithLogger(zerolog.New(&logs)))...)
 			req, err := http.NewRequest(http.MethodPost, f.http.URL+webhookPath,
 				strings.NewReader(string(pkg(event("o1", "ORDER.FILLED"), `{"id":"o2"}`))))

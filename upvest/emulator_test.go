@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 	"github.com/upvest-relay/upvest-relay/upvest"
 	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 )
@@ -79,18 +80,6 @@ func noAuthFailures(t *testing.T, emu *emulator.Server) {
 	}
 	if got := emu.AuthFailures(); len(got) != 0 {
 		t.Errorf("auth failures %+v, want none", got)
-	}
-}
-
-// pollUntil polls cond until it holds or 5 s pass.
-func pollUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -185,7 +174,7 @@ func TestEmulatorWebhookLifecycle(t *testing.T) {
 			if err := c.TestWebhook(ctx, created.ID); err != nil {
 				t.Fatalf("TestWebhook: %v", err)
 			}
-			pollUntil(t, "the test package", func() bool { return tests.Load() == 1 && emu.Delivered(created.ID).TestAttempts == 1 })
+			testkit.Eventually(t, 5*time.Second, "the test package", func() bool { return tests.Load() == 1 && emu.Delivered(created.ID).TestAttempts == 1 })
 
 			if err := c.DeleteWebhook(ctx, created.ID); err != nil {
 				t.Fatalf("DeleteWebhook: %v", err)

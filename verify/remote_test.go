@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 	"github.com/upvest-relay/upvest-relay/verify"
 )
 
@@ -37,7 +38,7 @@ func TestRemoteKeysRotation(t *testing.T) {
 	keys := newRemoteKeys(t, srv.URL, srv.Client(),
 		verify.WithRefreshInterval(time.Hour), verify.WithRefetchInterval(time.Hour))
 	runKeys(t, keys)
-	eventually(t, "keys loaded", keys.Ready)
+	testkit.Eventually(t, 10*time.Second, "keys loaded", keys.Ready)
 	v := newVerifier(t, keys)
 	ctx := context.Background()
 
@@ -125,7 +126,7 @@ func TestRemoteKeysConcurrentMisses(t *testing.T) {
 	t.Cleanup(release)
 	keys := newRemoteKeys(t, srv.URL, srv.Client(), verify.WithRefreshInterval(time.Hour))
 	runKeys(t, keys)
-	eventually(t, "keys loaded", keys.Ready)
+	testkit.Eventually(t, 10*time.Second, "keys loaded", keys.Ready)
 
 	const n = 32
 	errs := make(chan error, n)
@@ -135,7 +136,7 @@ func TestRemoteKeysConcurrentMisses(t *testing.T) {
 			errs <- err
 		}()
 	}
-	eventually(t, "the refetch to reach the server", func() bool { return requests.Load() == 2 })
+	testkit.Eventually(t, 10*time.Second, "the refetch to reach the server", func() bool { return requests.Load() == 2 })
 	release()
 	for range n {
 		if err := <-errs; err != nil {
@@ -167,7 +168,7 @@ func TestRemoteKeysKeepsLastGoodSet(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newJWKSServer(t, good)
-			var logs syncBuffer
+			var logs testkit.LogBuffer
 			keys := newRemoteKeys(t, srv.URL, srv.Client(),
 				verify.WithRefetchInterval(0), verify.WithLogger(zerolog.New(&logs)))
 			ctx := context.Background()
@@ -209,7 +210,7 @@ func TestRemoteKeysUsesClient(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 
-	var logs syncBuffer
+	var logs testkit.LogBuffer
 	plain := newRemoteKeys(t, srv.URL, nil, verify.WithLogger(zerolog.New(&logs)))
 	if _, err := plain.Key(context.Background(), "k1"); !errors.Is(err, verify.ErrKeysUnavailable) {
 		t.Errorf("Key without credentials: got %v, want %v", err, verify.ErrKeysUnavailable)
@@ -246,7 +247,7 @@ func TestRemoteKeysUnavailable(t *testing.T) {
 	srv.serve(http.StatusServiceUnavailable, nil)
 	keys := newRemoteKeys(t, srv.URL, srv.Client(), verify.WithRefreshInterval(time.Hour))
 	runKeys(t, keys)
-	eventually(t, "the first fetch", func() bool { return srv.requests.Load() >= 1 })
+	testkit.Eventually(t, 10*time.Second, "the first fetch", func() bool { return srv.requests.Load() >= 1 })
 
 	if keys.Ready() {
 		t.Error("Ready: got true, want false")
@@ -281,8 +282,8 @@ func TestRemoteKeysRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- keys.Run(ctx) }()
-	eventually(t, "keys loaded after failures", keys.Ready)
-	eventually(t, "periodic refreshes", func() bool { return requests.Load() >= 6 })
+	testkit.Eventually(t, 10*time.Second, "keys loaded after failures", keys.Ready)
+	testkit.Eventually(t, 10*time.Second, "periodic refreshes", func() bool { return requests.Load() >= 6 })
 	cancel()
 	select {
 	case err := <-done:
@@ -321,22 +322,4 @@ func TestNewRemoteKeys(t *testing.T) {
 			}
 		})
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/upvest-relay/upvest-relay/httpsig"
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 	"github.com/upvest-relay/upvest-relay/verify"
 )
 
@@ -40,7 +41,7 @@ func TestVerifyUpvestRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	runKeys(t, keys)
-	eventually(t, "keys loaded", keys.Ready)
+	testkit.Eventually(t, 10*time.Second, "keys loaded", keys.Ready)
 	v := newVerifier(t, keys)
 
 	tests := []struct {

@@ -91,16 +91,3 @@ func Down(t testing.TB, srv *server.Server) (up func() *server.Server) {
 		return StartServer(t, dir, port)
 	}
 }
-
-// Eventually polls cond every 10ms until it holds or timeout passes, then
-// fails the test with msg.
-func Eventually(t testing.TB, timeout time.Duration, msg string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", timeout, msg)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

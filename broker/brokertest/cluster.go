@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 )
 
 // clusterReadyTimeout bounds how long NewCluster and a restart wait for
@@ -163,7 +164,7 @@ func (c *Cluster) start(nd *clusterNode) {
 // every running node's JetStream is current with the meta group.
 func (c *Cluster) waitReady() {
 	c.t.Helper()
-	Eventually(c.t, clusterReadyTimeout, "JetStream cluster with a meta leader and every node current", func() bool {
+	testkit.Eventually(c.t, clusterReadyTimeout, "JetStream cluster with a meta leader and every node current", func() bool {
 		var leader *server.Server
 		for _, nd := range c.nodes {
 			if nd.srv != nil && nd.srv.JetStreamIsLeader() {

@@ -23,6 +23,7 @@ import (
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
 	"github.com/upvest-relay/upvest-relay/config"
 	"github.com/upvest-relay/upvest-relay/config/configtest"
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 	"github.com/upvest-relay/upvest-relay/keeper"
 	"github.com/upvest-relay/upvest-relay/service"
 	"github.com/upvest-relay/upvest-relay/upvest/emulator"
@@ -121,7 +122,7 @@ func TestServeWithOnlyAKeysFile(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	brokertest.Eventually(t, 5*time.Second, "/readyz 200", func() bool { return get("/readyz") == http.StatusOK })
+	testkit.Eventually(t, 5*time.Second, "/readyz 200", func() bool { return get("/readyz") == http.StatusOK })
 	if got := get("/healthz"); got != http.StatusOK {
 		t.Errorf("/healthz = %d, want 200", got)
 	}
@@ -218,7 +219,7 @@ func TestDeliveryThroughRelayExactlyOnceAcrossRestart(t *testing.T) {
 
 	a, stop := startApp(t, cfg)
 	var webhookID string
-	brokertest.Eventually(t, 10*time.Second, "subscription registered and enabled", func() bool {
+	testkit.Eventually(t, 10*time.Second, "subscription registered and enabled", func() bool {
 		hooks := emu.Webhooks(tenant.ClientID)
 		if len(hooks) == 1 && hooks[0].Enabled {
 			webhookID = hooks[0].ID
@@ -227,7 +228,7 @@ func TestDeliveryThroughRelayExactlyOnceAcrossRestart(t *testing.T) {
 		return false
 	})
 
-	brokertest.Eventually(t, 10*time.Second, "the keeper's test delivery arrived", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the keeper's test delivery arrived", func() bool {
 		return keeperState(t, a).TestDelivery == "arrived"
 	})
 
@@ -245,7 +246,7 @@ func TestDeliveryThroughRelayExactlyOnceAcrossRestart(t *testing.T) {
 
 	// The relay is down: Upvest keeps the events and retries, blocked.
 	publish(t, emu, tenant.ClientID, gen, second)
-	brokertest.Eventually(t, 10*time.Second, "emulator retrying against the stopped relay", func() bool {
+	testkit.Eventually(t, 10*time.Second, "emulator retrying against the stopped relay", func() bool {
 		return emu.Delivered(webhookID).ConsecutiveFailures >= 2
 	})
 

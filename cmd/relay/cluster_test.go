@@ -17,6 +17,7 @@ import (
 
 	"github.com/upvest-relay/upvest-relay/broker"
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 	"github.com/upvest-relay/upvest-relay/service"
 	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 )
@@ -80,7 +81,7 @@ func TestReplicasOnACluster(t *testing.T) {
 
 	// One leader, one subscription, replicated stream and lease bucket.
 	var leader int
-	brokertest.Eventually(t, service.LeaseTTL, "exactly one replica leads the control loop", func() bool {
+	testkit.Eventually(t, service.LeaseTTL, "exactly one replica leads the control loop", func() bool {
 		n := 0
 		for i, a := range apps {
 			if keeperState(t, a).Leader {
@@ -90,7 +91,7 @@ func TestReplicasOnACluster(t *testing.T) {
 		return n == 1
 	})
 	var webhookID string
-	brokertest.Eventually(t, 10*time.Second, "one enabled subscription upstream", func() bool {
+	testkit.Eventually(t, 10*time.Second, "one enabled subscription upstream", func() bool {
 		hooks := emu.Webhooks(tenant.ClientID)
 		if len(hooks) == 1 && hooks[0].Enabled {
 			webhookID = hooks[0].ID
@@ -147,13 +148,13 @@ func TestReplicasOnACluster(t *testing.T) {
 		t.Fatalf("stopping leader replica %d: %v", leader, err)
 	}
 	standby := apps[1-leader]
-	brokertest.Eventually(t, service.LeaseTTL, "standby replica takes over the control loop", func() bool {
+	testkit.Eventually(t, service.LeaseTTL, "standby replica takes over the control loop", func() bool {
 		return keeperState(t, standby).Leader
 	})
 	if err := emu.SetWebhookEnabled(webhookID, false); err != nil {
 		t.Fatal(err)
 	}
-	brokertest.Eventually(t, 5*time.Second, "new leader re-enables the subscription disabled behind its back", func() bool {
+	testkit.Eventually(t, 5*time.Second, "new leader re-enables the subscription disabled behind its back", func() bool {
 		h, ok := emu.Webhook(webhookID)
 		return ok && h.Enabled
 	})
@@ -194,12 +195,12 @@ func TestReplicasOnACluster(t *testing.T) {
 			remember(want, events)
 		}
 		deliver(ctx, t, emu, tenant.ClientID, webhookID, gen, want, 100)
-		brokertest.Eventually(t, 10*time.Second, "relay ready with the "+o.name+" down", func() bool {
+		testkit.Eventually(t, 10*time.Second, "relay ready with the "+o.name+" down", func() bool {
 			return getStatus(t, "http://"+standby.AdminAddr()+"/readyz") == http.StatusOK
 		})
 
 		restart()
-		brokertest.Eventually(t, 10*time.Second, name+" back and current on the stream", func() bool {
+		testkit.Eventually(t, 10*time.Second, name+" back and current on the stream", func() bool {
 			info := streamInfo(t, js, "UPVEST")
 			if info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
 				return false

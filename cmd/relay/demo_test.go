@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 )
 
 // TestDemoThenCheck is the path of a new user: relay demo runs, and relay
@@ -42,7 +43,7 @@ func TestDemoThenCheck(t *testing.T) {
 	}()
 
 	envFile := filepath.Join(dir, "demo", demoEnvFile)
-	brokertest.Eventually(t, 30*time.Second, "demo writes "+envFile, func() bool {
+	testkit.Eventually(t, 30*time.Second, "demo writes "+envFile, func() bool {
 		_, err := os.Stat(envFile)
 		return err == nil
 	})
@@ -65,7 +66,7 @@ func TestDemoThenCheck(t *testing.T) {
 	}
 
 	var out, errOut bytes.Buffer
-	brokertest.Eventually(t, 60*time.Second, "relay check passes against the demo", func() bool {
+	testkit.Eventually(t, 60*time.Second, "relay check passes against the demo", func() bool {
 		out.Reset()
 		errOut.Reset()
 		return run(ctx, []string{"check", "--test-delivery", "--timeout", "20s"}, env, &out, &errOut) == 0

@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/upvest-relay/upvest-relay/broker/brokertest"
 	"github.com/upvest-relay/upvest-relay/config/configtest"
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 	"github.com/upvest-relay/upvest-relay/service"
 	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 )
@@ -169,7 +169,7 @@ func TestReplayWindowsAndFilters(t *testing.T) {
 		t.Fatal(err)
 	}
 	var info *jetstream.StreamInfo
-	brokertest.Eventually(t, 15*time.Second, "no consumer left after the replays", func() bool {
+	testkit.Eventually(t, 15*time.Second, "no consumer left after the replays", func() bool {
 		info, err = s.Info(context.Background())
 		if err != nil {
 			t.Fatal(err)

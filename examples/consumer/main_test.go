@@ -14,6 +14,7 @@ import (
 
 	"github.com/upvest-relay/upvest-relay/broker"
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 	"github.com/upvest-relay/upvest-relay/relay"
 	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 	"github.com/upvest-relay/upvest-relay/verify"
@@ -129,14 +130,14 @@ func TestConsumerCommandHandlesEachOrderOnce(t *testing.T) {
 			return nil
 		})
 	}()
-	brokertest.Eventually(t, 20*time.Second, "not every order handled", func() bool {
+	testkit.Eventually(t, 20*time.Second, "not every order handled", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(handled) >= len(orders)
 	})
 	// The consumer has acknowledged everything it was given: nothing is
 	// pending or waiting for an ack.
-	brokertest.Eventually(t, 10*time.Second, "consumer still has unacknowledged messages", func() bool {
+	testkit.Eventually(t, 10*time.Second, "consumer still has unacknowledged messages", func() bool {
 		c, err := s.Consumer(ctx, "example-orders")
 		if err != nil {
 			return false

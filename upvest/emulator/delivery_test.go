@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 )
 
 // enabledWebhook creates an enabled subscription for url.
@@ -73,7 +75,7 @@ func TestDeliverySignedLikeUpvest(t *testing.T) {
 	if err := s.Publish(ten.ClientID, orderEvent("e1", now, 0), orderEvent("e2", now.Add(time.Second), 0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "delivery", func() bool { return s.Delivered(w.ID).Events == 2 })
+	testkit.Eventually(t, 10*time.Second, "delivery", func() bool { return s.Delivered(w.ID).Events == 2 })
 	got := rc.requests()
 	if len(got) != 1 {
 		t.Fatalf("%d requests, want 1", len(got))
@@ -147,7 +149,7 @@ func TestPackagingBySize(t *testing.T) {
 	if err := s.Publish(ten.ClientID, evs...); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "all events", func() bool { return s.Delivered(w.ID).Events == len(evs) })
+	testkit.Eventually(t, 10*time.Second, "all events", func() bool { return s.Delivered(w.ID).Events == len(evs) })
 
 	got := rc.requests()
 	var ids []string
@@ -196,14 +198,14 @@ func TestPackagingByDelay(t *testing.T) {
 	if err := s.Publish(ten.ClientID, first...); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "first package", func() bool { return rc.count() == 1 })
+	testkit.Eventually(t, 10*time.Second, "first package", func() bool { return rc.count() == 1 })
 	if waited := rc.requests()[0].at.Sub(published); waited < delay {
 		t.Errorf("package sent after %v, before the %v collection delay", waited, delay)
 	}
 	if err := s.Publish(ten.ClientID, orderEvent("b0", base, 0), orderEvent("b1", base, 0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "second package", func() bool { return s.Delivered(w.ID).Events == 7 })
+	testkit.Eventually(t, 10*time.Second, "second package", func() bool { return s.Delivered(w.ID).Events == 7 })
 
 	got := rc.requests()
 	if len(got) != 2 {
@@ -253,7 +255,7 @@ func TestRetryBlocksLaterPackages(t *testing.T) {
 	if err := s.Publish(ten.ClientID, orderEvent("A", now, 0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "both delivered", func() bool { return s.Delivered(w.ID).Events == 2 })
+	testkit.Eventually(t, 10*time.Second, "both delivered", func() bool { return s.Delivered(w.ID).Events == 2 })
 
 	got := rc.requests()
 	if len(got) != 5 {
@@ -316,7 +318,7 @@ func TestNoRetryLimit(t *testing.T) {
 	if err := s.Publish(ten.ClientID, orderEvent("A", time.Now(), 0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "delivery after many failures", func() bool { return s.Delivered(w.ID).Events == 1 })
+	testkit.Eventually(t, 10*time.Second, "delivery after many failures", func() bool { return s.Delivered(w.ID).Events == 1 })
 
 	if st := s.Delivered(w.ID); st.Attempts != fails+1 || st.Failures != fails {
 		t.Errorf("stats %+v", st)
@@ -353,14 +355,14 @@ func TestTransportErrorsAndURLChange(t *testing.T) {
 	if err := s.Publish(ten.ClientID, orderEvent("A", time.Now(), 0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "failures", func() bool { return s.Delivered(w.ID).Failures >= 3 })
+	testkit.Eventually(t, 10*time.Second, "failures", func() bool { return s.Delivered(w.ID).Failures >= 3 })
 	if st := s.Delivered(w.ID); st.LastStatus != 0 || st.LastError == "" || st.QueuedPackages != 1 || st.ConsecutiveFailures < 3 {
 		t.Errorf("stats after connection refused %+v", st)
 	}
 	if err := s.EditWebhook(w.ID, func(w *Webhook) { w.URL = rc.url() }); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "delivery at the new URL", func() bool { return s.Delivered(w.ID).Events == 1 })
+	testkit.Eventually(t, 10*time.Second, "delivery at the new URL", func() bool { return s.Delivered(w.ID).Events == 1 })
 }
 
 func TestDisabledWebhookHoldsQueue(t *testing.T) {
@@ -377,7 +379,7 @@ func TestDisabledWebhookHoldsQueue(t *testing.T) {
 	if err := s.Publish(ten.ClientID, orderEvent("A", time.Now(), 0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "first failure", func() bool { return s.Delivered(w.ID).Failures >= 1 })
+	testkit.Eventually(t, 10*time.Second, "first failure", func() bool { return s.Delivered(w.ID).Failures >= 1 })
 	if err := s.SetWebhookEnabled(w.ID, false); err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +399,7 @@ func TestDisabledWebhookHoldsQueue(t *testing.T) {
 	if err := s.SetWebhookEnabled(w.ID, true); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "held package delivered", func() bool { return s.Delivered(w.ID).Packages == 1 })
+	testkit.Eventually(t, 10*time.Second, "held package delivered", func() bool { return s.Delivered(w.ID).Packages == 1 })
 	got := rc.requests()
 	if evs := decodePackage(t, got[len(got)-1].body); len(evs) != 1 || evs[0].ID != "A" {
 		t.Errorf("after re-enabling got %s, want only event A", got[len(got)-1].body)
@@ -412,7 +414,7 @@ func TestDeleteDropsQueue(t *testing.T) {
 	if err := s.Publish(ten.ClientID, orderEvent("A", time.Now(), 0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "failures", func() bool { return s.Delivered(w.ID).Failures >= 2 })
+	testkit.Eventually(t, 10*time.Second, "failures", func() bool { return s.Delivered(w.ID).Failures >= 2 })
 	if err := s.DeleteWebhookBehindBack(w.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -448,7 +450,7 @@ func TestTypeFilter(t *testing.T) {
 	if err := s.Publish(ten.ClientID, evs...); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "deliveries", func() bool {
+	testkit.Eventually(t, 10*time.Second, "deliveries", func() bool {
 		return s.Delivered(orders.ID).Events == 2 && s.Delivered(all.ID).Events == 4
 	})
 	for _, id := range []string{off.ID, foreign.ID} {
@@ -481,7 +483,7 @@ func TestKeyRotationDuringDelivery(t *testing.T) {
 	if err := s.Publish(ten.ClientID, orderEvent("A", time.Now(), 0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "first", func() bool { return s.Delivered(w.ID).Events == 1 })
+	testkit.Eventually(t, 10*time.Second, "first", func() bool { return s.Delivered(w.ID).Events == 1 })
 	newKid, err := s.RotateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -489,7 +491,7 @@ func TestKeyRotationDuringDelivery(t *testing.T) {
 	if err := s.Publish(ten.ClientID, orderEvent("B", time.Now(), 0)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "second", func() bool { return s.Delivered(w.ID).Events == 2 })
+	testkit.Eventually(t, 10*time.Second, "second", func() bool { return s.Delivered(w.ID).Events == 2 })
 	jwks := mustJWKS(t, s)
 	got := rc.requests()
 	_, kid1 := verifyDelivery(t, jwks, got[0])

@@ -44,18 +44,6 @@ func newTenant(t *testing.T, s *Server, opts ...TenantOption) Tenant {
 	return ten
 }
 
-// eventually polls cond until it holds or 10 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // client is a test-only Upvest API client that signs like Upvest's v15
 // signer; its knobs let tests break one thing at a time.
 type client struct {

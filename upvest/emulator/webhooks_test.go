@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/upvest-relay/upvest-relay/internal/testkit"
 )
 
 func TestCreateWebhook(t *testing.T) {
@@ -314,14 +315,14 @@ func TestTestEndpoint(t *testing.T) {
 	if resp := c.json(http.MethodPost, "/webhooks/"+w.ID+"/test", nil, nil); resp.status != http.StatusAccepted {
 		t.Fatalf("test: %d %s", resp.status, resp.body)
 	}
-	eventually(t, "test package", func() bool { return rc.count() == 1 })
+	testkit.Eventually(t, 10*time.Second, "test package", func() bool { return rc.count() == 1 })
 	got := rc.requests()[0]
 	verifyDelivery(t, mustJWKS(t, s), got)
 	evs := decodePackage(t, got.body)
 	if len(evs) != 1 || evs[0].Type != "WEBHOOK.TEST" || evs[0].WebhookID != w.ID {
 		t.Errorf("test package %s", got.body)
 	}
-	eventually(t, "test stats", func() bool { return s.Delivered(w.ID).TestAttempts == 1 })
+	testkit.Eventually(t, 10*time.Second, "test stats", func() bool { return s.Delivered(w.ID).TestAttempts == 1 })
 	if resp := c.json(http.MethodPost, "/webhooks/"+uuid.NewString()+"/test", nil, nil); resp.status != http.StatusNotFound {
 		t.Errorf("test of unknown webhook: %d", resp.status)
 	}
