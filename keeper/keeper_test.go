@@ -279,14 +279,22 @@ func TestTwoKeepersOneLeaderAndFailover(t *testing.T) {
 		leader, standby, leaderAPI, standbyAPI = b, a, apiB, apiA
 		stopLeader = stopB
 	}
-	// Over several renew periods the roles hold and the standby stays quiet.
-	deadline := time.Now().Add(3 * ttl)
-	for time.Now().Before(deadline) {
+	// Over several renewals of the lease (its revision in the bucket says
+	// how many) the roles hold and the standby stays quiet.
+	revision := func() uint64 {
+		e, err := kv.Get(ctx, "leader")
+		if err != nil {
+			return 0
+		}
+		return e.Revision()
+	}
+	first := revision()
+	testkit.Eventually(t, 10*ttl, "the leader renewed its lease 4 times", func() bool {
 		if !leader.State().Leader || standby.State().Leader {
 			t.Fatalf("roles changed without a failure: leader %+v standby %+v", leader.State(), standby.State())
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return revision() >= first+4
+	})
 	if n := standbyAPI.calls.Load(); n != 0 {
 		t.Errorf("standby made %d subscription calls, want 0", n)
 	}
