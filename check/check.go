@@ -228,6 +228,16 @@ func NewUpvestClient(cfg config.Config, opts ...upvest.Option) (*upvest.Client, 
 	return c, nil
 }
 
+// NATSOptions are the connection options cfg's RELAY_NATS_* variables
+// give (credentials, TLS); `relay serve` and the other commands connect
+// with them too.
+func NATSOptions(cfg config.Config) []broker.ConnectOption {
+	return []broker.ConnectOption{
+		broker.WithCredentials(cfg.NATSCreds),
+		broker.WithTLS(cfg.NATSTLSCAFile, cfg.NATSTLSCertFile, cfg.NATSTLSKeyFile),
+	}
+}
+
 func (d *diagnosis) nats(ctx context.Context) {
 	cfg := d.cfg
 	u := cfg.NATSURL
@@ -240,10 +250,9 @@ func (d *diagnosis) nats(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.c.stepTimeout)
 	defer cancel()
-	nc, err := broker.Connect(ctx, u, zerolog.Nop(),
+	nc, err := broker.Connect(ctx, u, zerolog.Nop(), append(NATSOptions(cfg),
 		broker.WithName("upvest-relay check"),
-		broker.WithCredentials(cfg.NATSCreds),
-		broker.WithNATSOptions(nats.RetryOnFailedConnect(false), nats.Timeout(d.c.stepTimeout), nats.NoReconnect()))
+		broker.WithNATSOptions(nats.RetryOnFailedConnect(false), nats.Timeout(d.c.stepTimeout), nats.NoReconnect()))...)
 	if err != nil {
 		d.report(NATS, Failed, "%s: %v", redactURLs(u), err)
 		return

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/upvest-relay/upvest-relay/broker"
+	"github.com/upvest-relay/upvest-relay/check"
 	"github.com/upvest-relay/upvest-relay/config"
 	"github.com/upvest-relay/upvest-relay/subjects"
 )
@@ -169,8 +170,7 @@ func streamConn(ctx context.Context, cfg config.Config, log zerolog.Logger, name
 		broker.WithNATSOptions(nats.RetryOnFailedConnect(false), nats.Timeout(5*time.Second)),
 	}
 	if cfg.NATSURL != "" {
-		nc, err := broker.Connect(ctx, cfg.NATSURL, quiet, append(opts, broker.WithCredentials(cfg.NATSCreds),
-			broker.WithTLS(cfg.NATSTLSCAFile, cfg.NATSTLSCertFile, cfg.NATSTLSKeyFile))...)
+		nc, err := broker.Connect(ctx, cfg.NATSURL, quiet, append(opts, check.NATSOptions(cfg)...)...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("RELAY_NATS_URL: %w", err)
 		}

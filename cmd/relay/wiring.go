@@ -41,12 +41,9 @@ func newService(cfg config.Config, log zerolog.Logger, tp trace.TracerProvider) 
 		SignatureMaxAge: cfg.SignatureMaxAge,
 		ClockSkew:       cfg.ClockSkew,
 		NATSURL:         cfg.NATSURL,
-		NATS: []broker.ConnectOption{
-			broker.WithCredentials(cfg.NATSCreds),
-			broker.WithTLS(cfg.NATSTLSCAFile, cfg.NATSTLSCertFile, cfg.NATSTLSKeyFile),
-		},
-		DataDir:      cfg.DataDir,
-		EmbeddedSync: cfg.EmbeddedSync,
+		NATS:            check.NATSOptions(cfg),
+		DataDir:         cfg.DataDir,
+		EmbeddedSync:    cfg.EmbeddedSync,
 		Stream: broker.StreamOptions{
 			Name:       cfg.Stream,
 			Prefix:     cfg.SubjectPrefix,
