@@ -121,7 +121,7 @@ func runDemo(ctx context.Context, args, env []string, stdout, stderr io.Writer) 
 		g.Go(func() error { return sendHostile(gctx, "http://"+a.IngressAddr()+cfg.WebhookPath, *hostile) })
 	}
 	err = g.Wait()
-	view.final()
+	view.final(a)
 	if ctx.Err() != nil {
 		return nil
 	}

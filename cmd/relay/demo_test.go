@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
 	"github.com/upvest-relay/upvest-relay/internal/testkit"
@@ -71,6 +72,26 @@ func TestDemoThenCheck(t *testing.T) {
 		errOut.Reset()
 		return run(ctx, []string{"check", "--test-delivery", "--timeout", "20s"}, env, &out, &errOut) == 0
 	})
+	cancel()
+	wg.Wait()
+	// The plain view: where NATS is and how to watch it, then status lines
+	// that fit 100 columns and say why requests were refused.
+	view := demoOut.String()
+	if !strings.Contains(view, "nats sub --server nats://") {
+		t.Errorf("the plain view gives no nats sub hint:\n%s", view)
+	}
+	status := 0
+	for line := range strings.Lines(view) {
+		if strings.Contains(line, "  events ") {
+			status++
+			if n := utf8.RuneCountInString(strings.TrimRight(line, "\n")); n > 100 {
+				t.Errorf("status line of %d columns: %s", n, line)
+			}
+		}
+	}
+	if status == 0 {
+		t.Errorf("the plain view printed no status line:\n%s", view)
+	}
 	for _, name := range []string{"config", "nats", "stream", "upvest_token", "verify_keys", "subscription", "test_delivery"} {
 		if !regexp.MustCompile(`(?m)^` + name + `\s+ok: `).MatchString(out.String()) {
 			t.Errorf("check output lacks a passing %s line:\n%s", name, out.String())

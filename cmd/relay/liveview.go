@@ -139,11 +139,11 @@ func (v *liveView) render(a *service.Service) {
 	total, rate, by, last := v.snapshot()
 	m := gatherCounters(a)
 	if !v.redraw {
-		// Two short lines, each within 100 columns.
-		fmt.Fprintf(v.out, "%s  events %d (%.1f/s)  packages %d  duplicates %d  dead letters %d  refused %d %s\n",
+		// Two lines, each within plainWidth columns.
+		fmt.Fprintln(v.out, fit(fmt.Sprintf("%s  events %d (%.1f/s)  packages %d  duplicates %d  dead letters %d  refused %d %s",
 			time.Now().Format("15:04:05"), total, rate, int(m["packages:ok"]), int(m["dedup"]), int(m["deadletter"]),
-			int(m["rejected"]), rejectionDetail(m))
-		fmt.Fprintf(v.out, "          subscription: %s\n", v.subscription(a))
+			int(m["rejected"]), rejectionDetail(m))))
+		fmt.Fprintln(v.out, fit("          subscription "+v.subscription(a)))
 		return
 	}
 	var b strings.Builder
@@ -200,20 +200,36 @@ func (v *liveView) subscription(a *service.Service) string {
 		}
 		return "registering…"
 	case s.Enabled && s.InSync:
-		msg := "registered and enabled (" + s.WebhookID + "), kept in sync by the control loop"
+		msg := "enabled, in sync"
 		if s.TestDelivery != "" {
 			msg += "; test delivery " + s.TestDelivery
 		}
-		return msg
+		return msg + "; id " + s.WebhookID
 	case s.Enabled:
-		return "enabled (" + s.WebhookID + ")"
+		return "enabled; id " + s.WebhookID
 	default:
-		return "registered but disabled (" + s.WebhookID + "); the control loop will enable it"
+		return "disabled: the control loop re-enables it; id " + s.WebhookID
 	}
 }
 
-// final prints a one-line summary after Ctrl-C.
-func (v *liveView) final() {
+// plainWidth is the width the plain view's status lines fit in.
+const plainWidth = 100
+
+// fit cuts s to plainWidth characters, marking a cut with "…".
+func fit(s string) string {
+	r := []rune(s)
+	if len(r) <= plainWidth {
+		return s
+	}
+	return string(r[:plainWidth-1]) + "…"
+}
+
+// final prints, after Ctrl-C, the plain view's last status and a one-line
+// summary.
+func (v *liveView) final(a *service.Service) {
+	if !v.redraw {
+		v.render(a) // the plain view's last status
+	}
 	total, _, by, _ := v.snapshot()
 	fmt.Fprintf(v.out, "\nstopped: %d events seen on %d subjects; they stay in the stream (relay replay --since 1h)\n", total, len(by))
 }
