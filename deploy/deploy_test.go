@@ -1,0 +1,285 @@
+// Package deploy holds the deployment files (Helm chart, alert rules,
+// Grafana dashboard, NATS values); its tests check them against the relay.
+package deploy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/upvest-relay/upvest-relay/broker"
+	"github.com/upvest-relay/upvest-relay/broker/brokertest"
+	"github.com/upvest-relay/upvest-relay/config"
+	"github.com/upvest-relay/upvest-relay/keeper"
+	"github.com/upvest-relay/upvest-relay/relay"
+	"github.com/upvest-relay/upvest-relay/upvest"
+	"github.com/upvest-relay/upvest-relay/upvest/emulator"
+	"github.com/upvest-relay/upvest-relay/verify"
+)
+
+const (
+	chartDir    = "helm/upvest-relay"
+	dashboard   = chartDir + "/files/dashboard.json"
+	rulesFile   = chartDir + "/files/relay-rules.yaml"
+	webhookPath = "/webhooks/upvest"
+	streamName  = "UPVEST"
+)
+
+// targetLabels are added by Prometheus (and the Prometheus Operator) at
+// scrape time; queries may select and group by them.
+var targetLabels = []string{"namespace", "job", "instance", "pod", "container", "service", "endpoint"}
+
+// TestDashboardAndRulesUseExportedMetrics runs the relay's real handler,
+// key source, control loop and admin endpoint against an embedded
+// JetStream and the Upvest emulator, lets a few signed deliveries and one
+// unsigned request through, reads /metrics over HTTP, and fails for every
+// metric (or label) the dashboard or the alert rules name that the relay
+// does not export.
+func TestDashboardAndRulesUseExportedMetrics(t *testing.T) {
+	queries := append(dashboardQueries(t, dashboard), ruleQueries(t, rulesFile)...)
+	for i := range queries {
+		if err := queries[i].parse(); err != nil {
+			t.Fatalf("%s: %s: %v", queries[i].where, queries[i].expr, err)
+		}
+	}
+
+	families := scrapeRelay(t)
+
+	for _, q := range queries {
+		// Labels any part of this query can carry, for its grouping
+		// clauses and legend.
+		avail := slices.Clone(targetLabels)
+		for _, r := range q.refs {
+			f, labels, ok := lookup(families, r.metric)
+			if !ok {
+				t.Errorf("%s: %s is not exported by the relay (query %s)", q.where, r.metric, oneLine(q.expr))
+				continue
+			}
+			avail = append(avail, labels...)
+			for _, l := range r.labels {
+				if !slices.Contains(labels, l) && !slices.Contains(targetLabels, l) {
+					t.Errorf("%s: %s has no label %q (it has %v)", q.where, f, l, labels)
+				}
+			}
+		}
+		for _, l := range q.groups {
+			if !slices.Contains(avail, l) {
+				t.Errorf("%s: groups by %q, which none of its metrics carries (query %s)", q.where, l, oneLine(q.expr))
+			}
+		}
+		for _, m := range legendLabel.FindAllStringSubmatch(q.legend, -1) {
+			if !slices.Contains(avail, m[1]) {
+				t.Errorf("%s: legend uses {{%s}}, which none of its metrics carries", q.where, m[1])
+			}
+		}
+	}
+}
+
+// lookup finds the family that name refers to: the family itself, or a
+// histogram's _bucket, _sum or _count series (a summary's _sum, _count).
+// It returns the family name and the label names its series carry (with
+// "le" for buckets).
+func lookup(families map[string]*dto.MetricFamily, name string) (string, []string, bool) {
+	if f, ok := families[name]; ok {
+		return name, labelNames(f), true
+	}
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		base, ok := strings.CutSuffix(name, suffix)
+		if !ok {
+			continue
+		}
+		f, ok := families[base]
+		if !ok {
+			continue
+		}
+		switch t := f.GetType(); {
+		case t == dto.MetricType_HISTOGRAM:
+			labels := labelNames(f)
+			if suffix == "_bucket" {
+				labels = append(labels, "le")
+			}
+			return base, labels, true
+		case t == dto.MetricType_SUMMARY && suffix != "_bucket":
+			return base, labelNames(f), true
+		}
+	}
+	return "", nil, false
+}
+
+func labelNames(f *dto.MetricFamily) []string {
+	var names []string
+	for _, m := range f.GetMetric() {
+		for _, lp := range m.GetLabel() {
+			if !slices.Contains(names, lp.GetName()) {
+				names = append(names, lp.GetName())
+			}
+		}
+	}
+	return names
+}
+
+// scrapeRelay wires the relay's metrics as relay serve does, makes the
+// labelled series appear with real traffic, and returns what GET /metrics
+// serves, parsed.
+func scrapeRelay(t *testing.T) map[string]*dto.MetricFamily {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	_, nc, js := brokertest.New(t)
+	if _, err := broker.EnsureStream(ctx, js, broker.StreamOptions{
+		Name: streamName, Prefix: "upvest", MaxAge: time.Hour, Replicas: 1, Duplicates: time.Hour,
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	emu, err := emulator.New(emulator.WithDelayScale(0.05), emulator.WithBackoffScale(0.05))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emu.Close)
+	tenant, err := emu.NewTenant()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := upvest.New(emu.URL(), tenant.ClientID, tenant.ClientSecret, tenant.Key, tenant.KeyID,
+		upvest.WithTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := verify.NewRemoteKeys(client.VerifyKeysURL(), client.HTTPClient())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keysDone := make(chan error, 1)
+	keysCtx, stopKeys := context.WithCancel(ctx)
+	go func() { keysDone <- keys.Run(keysCtx) }()
+	t.Cleanup(func() {
+		stopKeys()
+		if err := <-keysDone; err != nil {
+			t.Errorf("keys: %v", err)
+		}
+	})
+	verifier, err := verify.New(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	handler, err := relay.NewHandler(webhookPath, verifier, js,
+		relay.WithSourceBase(emu.URL()), relay.WithRegisterer(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingress := httptest.NewServer(handler)
+	t.Cleanup(ingress.Close)
+	hookURL := ingress.URL + webhookPath
+
+	k := keeper.New(client, keeper.Desired{
+		URL: hookURL, Title: "upvest-relay", Types: []string{"ALL"}, Delay: "1s", MaxPackageSize: 1048576,
+	}, keeper.WithRegisterer(reg))
+
+	admin := relay.NewAdmin(reg)
+	admin.AddCheck("nats", broker.Connected(nc))
+	admin.AddCheck("stream", broker.StreamExists(js, streamName))
+	admin.AddCheck("keys", func(context.Context) error {
+		if !keys.Ready() {
+			return errors.New("verification keys not loaded yet")
+		}
+		return nil
+	})
+	reg.MustRegister(relay.ReadinessCollector(admin))
+	adminSrv := httptest.NewServer(admin)
+	t.Cleanup(adminSrv.Close)
+
+	brokertest.Eventually(t, 10*time.Second, "verification keys loaded", keys.Ready)
+	if err := k.Reconcile(ctx); err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	hooks := emu.Webhooks(tenant.ClientID)
+	if len(hooks) != 1 || !hooks[0].Enabled {
+		t.Fatalf("after one reconcile: %+v, want one enabled subscription", hooks)
+	}
+	const events = 20
+	if err := emu.Publish(tenant.ClientID, emulator.NewGenerator(1).Batch(events)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := emu.WaitDelivered(ctx, hooks[0].ID, events); err != nil {
+		t.Fatalf("deliveries: %v", err)
+	}
+	// An unsigned request: a 401 and a rejection reason.
+	resp, err := http.Post(hookURL, "application/json", strings.NewReader(`{"payload":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("unsigned POST: %d, want 401", resp.StatusCode)
+	}
+
+	resp, err = http.Get(adminSrv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", resp.StatusCode)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		t.Fatal(err)
+	}
+	return families
+}
+
+// TestChartSetsOnlyKnownVariables: every RELAY_* name in the chart's
+// templates and values is one the relay knows (an unknown one stops it at
+// start).
+func TestChartSetsOnlyKnownVariables(t *testing.T) {
+	known := config.Names()
+	files, err := filepath.Glob(filepath.Join(chartDir, "templates", "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, filepath.Join(chartDir, "values.yaml"))
+	name := regexp.MustCompile(config.Prefix + `[A-Z0-9_]*[A-Z0-9]`)
+	seen := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range name.FindAllString(string(b), -1) {
+			seen++
+			if !slices.Contains(known, n) {
+				t.Errorf("%s: %s is not a relay variable", f, n)
+			}
+		}
+	}
+	if seen < 20 {
+		t.Errorf("found only %d RELAY_* names in the chart; is %s the chart?", seen, chartDir)
+	}
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
