@@ -137,6 +137,7 @@ func runApp(ctx context.Context, cfg config.Config, log zerolog.Logger, started 
 		}
 		return nil
 	})
+	a.registry.MustRegister(relay.ReadinessCollector(admin))
 	if cfg.WebhookURL != "" {
 		if a.keeper, err = a.newKeeper(ctx, client); err != nil {
 			return err
