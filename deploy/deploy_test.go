@@ -4,18 +4,21 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
@@ -279,6 +282,70 @@ func TestChartSetsOnlyKnownVariables(t *testing.T) {
 	}
 	if seen < 20 {
 		t.Errorf("found only %d RELAY_* names in the chart; is %s the chart?", seen, chartDir)
+	}
+}
+
+// TestStreamJSONIsWhatTheRelayAsksFor: deploy/stream.json, created first
+// (at one replica on this one-node server), is left unchanged by the
+// relay's own EnsureStream with the chart's default settings.
+func TestStreamJSONIsWhatTheRelayAsksFor(t *testing.T) {
+	b, err := os.ReadFile("stream.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg jetstream.StreamConfig
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatalf("stream.json: %v", err)
+	}
+	if cfg.Replicas != 3 {
+		t.Errorf("stream.json: num_replicas %d, want 3 (the chart's config.streamReplicas)", cfg.Replicas)
+	}
+	cfg.Replicas = 1
+	ctx := context.Background()
+	_, _, js := brokertest.New(t)
+	s, err := js.CreateStream(ctx, cfg)
+	if err != nil {
+		t.Fatalf("create stream.json: %v", err)
+	}
+	before := s.CachedInfo().Config
+	s, err = broker.EnsureStream(ctx, js, broker.StreamOptions{
+		Name: "UPVEST", Prefix: "upvest", MaxAge: 720 * time.Hour, Replicas: 1, Duplicates: 2 * time.Hour,
+	})
+	if err != nil {
+		t.Fatalf("EnsureStream: %v", err)
+	}
+	after := s.CachedInfo().Config
+	if !reflect.DeepEqual(before, after) {
+		t.Errorf("the relay changed the stream created from stream.json:\n before %+v\n after  %+v", before, after)
+	}
+}
+
+// TestRunbookLinksResolve: every alert links to a heading of
+// docs/runbook.md (GitHub's anchors: lower case, spaces to dashes,
+// punctuation dropped).
+func TestRunbookLinksResolve(t *testing.T) {
+	b, err := os.ReadFile("../docs/runbook.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := make(map[string]bool)
+	for _, m := range regexp.MustCompile(`(?m)^#{1,6} (.+)$`).FindAllStringSubmatch(string(b), -1) {
+		a := strings.ToLower(strings.TrimSpace(m[1]))
+		a = regexp.MustCompile(`[^a-z0-9 _-]`).ReplaceAllString(a, "")
+		anchors[strings.ReplaceAll(a, " ", "-")] = true
+	}
+	rules, err := os.ReadFile(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links := regexp.MustCompile(`runbook_url: \S*/docs/runbook\.md#(\S+)`).FindAllStringSubmatch(string(rules), -1)
+	if n := strings.Count(string(rules), "- alert:"); len(links) != n {
+		t.Errorf("%d runbook links for %d alerts", len(links), n)
+	}
+	for _, l := range links {
+		if !anchors[l[1]] {
+			t.Errorf("runbook_url #%s: no such heading in docs/runbook.md", l[1])
+		}
 	}
 }
 
