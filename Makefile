@@ -45,7 +45,8 @@ lint: $(TOOLS)/staticcheck $(TOOLS)/go-errorlint $(TOOLS)/bodyclose
 
 # Deployment tools, pinned, installed into bin/tools by go install when
 # missing. promtool is built without Prometheus's service-discovery plugins
-# (remove_all_sd), which it does not need for rules: a third of the build.
+# (remove_all_sd), which checking and testing rules does not need: about 40%
+# less build time from a cold build cache.
 HELM_VERSION     := v4.3.2
 PROMTOOL_VERSION := v0.316.0
 CHART            := deploy/helm/upvest-relay
