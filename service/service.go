@@ -161,12 +161,17 @@ func New(cfg Config, log zerolog.Logger) (*Service, error) {
 	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
 		return nil, err
 	}
+	admin := relay.NewAdmin(reg)
+	// The /readyz checks as relay_ready{check}, for alerts.
+	if err := reg.Register(relay.ReadinessCollector(admin)); err != nil {
+		return nil, err
+	}
 	return &Service{
 		cfg:      cfg,
 		log:      log,
 		registry: reg,
 		verifier: v,
-		admin:    relay.NewAdmin(reg),
+		admin:    admin,
 		started:  make(chan struct{}),
 		ready:    make(chan struct{}),
 	}, nil

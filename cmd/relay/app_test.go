@@ -177,6 +177,7 @@ func TestServeWithOnlyAKeysFile(t *testing.T) {
 		`relay_publish_duration_seconds_bucket`,
 		"relay_subscription_enabled 0",
 		"relay_keeper_leader 0",
+		`relay_ready{check="keys"} 1`,
 	} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %q", want)
