@@ -56,6 +56,7 @@ func familyLabel(family string) string {
 type metrics struct {
 	packages        *prometheus.CounterVec
 	published       *prometheus.CounterVec
+	publishedBy     map[string]prometheus.Counter // published, by every label familyLabel returns
 	deduplicated    prometheus.Counter
 	deadlettered    prometheus.Counter
 	rejections      *prometheus.CounterVec
@@ -98,6 +99,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
 		}),
 	}
+	m.publishedBy = make(map[string]prometheus.Counter, len(knownFamilies)+1)
+	for f := range knownFamilies {
+		m.publishedBy[f] = m.published.WithLabelValues(f)
+	}
+	m.publishedBy[otherFamily] = m.published.WithLabelValues(otherFamily)
 	if reg == nil {
 		return m, nil
 	}

@@ -23,24 +23,13 @@ var (
 // not an array gives ErrInvalidJSON, ErrNoPayload or ErrPayloadNotArray.
 // An empty payload gives no events and no error.
 func Split(body []byte) ([]json.RawMessage, error) {
-	if !json.Valid(body) {
-		return nil, ErrInvalidJSON
+	elems, err := parsePackage(body)
+	if err != nil {
+		return nil, err
 	}
-	var payload []byte
-	for name, value := range members(body) {
-		if nameIs(name, "payload") {
-			payload = value
-		}
-	}
-	switch {
-	case payload == nil:
-		return nil, ErrNoPayload
-	case payload[0] != '[':
-		return nil, ErrPayloadNotArray
-	}
-	events := make([]json.RawMessage, 0, 8)
-	for raw := range elements(payload) {
-		events = append(events, raw)
+	events := make([]json.RawMessage, len(elems))
+	for i := range elems {
+		events[i] = elems[i].raw
 	}
 	return events, nil
 }
@@ -56,40 +45,139 @@ type event struct {
 	objectID  string // "" if missing or not a string
 }
 
+// element is one element of a payload as parsePackage found it: its raw
+// bytes and, for an object, where its fields are. materialize turns it into
+// an event.
+type element struct {
+	raw      json.RawMessage
+	isObject bool
+	f        fields
+}
+
+// parsePackage reads body in one pass: it validates the whole body as
+// encoding/json does and returns the elements of its "payload" array (the
+// last "payload" member, if there are several), or one of the errors Split
+// documents.
+func parsePackage(body []byte) ([]element, error) {
+	p := parser{d: body}
+	var (
+		elems    []element
+		isObject bool
+		payload  byte // first byte of the last "payload" value; 0 if none
+	)
+	err := p.document(func() error {
+		if p.peek() != '{' {
+			return p.value()
+		}
+		isObject = true
+		return p.object(func(raw []byte, decoded string) error {
+			if !is(raw, decoded, "payload") {
+				return p.value()
+			}
+			payload = p.peek()
+			elems = elems[:0]
+			if payload != '[' {
+				return p.value()
+			}
+			if elems == nil {
+				// Each element takes ~600 bytes of JSON or more in
+				// Upvest's packages; guessing from the size saves the
+				// appends most of their copying.
+				elems = make([]element, 0, max(8, len(body)/1024))
+			}
+			return p.array(func() error {
+				elems = append(elems, element{})
+				return p.event(&elems[len(elems)-1])
+			})
+		})
+	})
+	switch {
+	case err != nil:
+		return nil, ErrInvalidJSON
+	case !isObject || payload == 0:
+		return nil, ErrNoPayload
+	case payload != '[':
+		return nil, ErrPayloadNotArray
+	}
+	return elems, nil
+}
+
 // parseEvent reads the fields the relay needs from raw, valid JSON (an
 // element Split returned). An element that is not an object, or lacks a
 // non-blank string id or type, gives ErrEventMissingID or
 // ErrEventMissingType.
 func parseEvent(raw json.RawMessage) (event, error) {
-	ev := event{raw: raw}
-	if !isObject(raw) {
-		return ev, ErrEventMissingID
+	p := parser{d: raw}
+	var el [1]element
+	if err := p.document(func() error { return p.event(&el[0]) }); err != nil {
+		return event{raw: raw}, ErrEventMissingID
 	}
-	var object []byte
-	for name, value := range members(raw) {
+	events, errs := materialize(raw, el[:])
+	if errs != nil {
+		return events[0], errs[0]
+	}
+	return events[0], nil
+}
+
+// materialize makes the events of elems, whose fields point into body,
+// and returns each element's error (ErrEventMissingID or
+// ErrEventMissingType), all nil, as errs == nil, when every element is an
+// event. The strings of all plain fields come from a single copy of their
+// bytes.
+func materialize(body []byte, elems []element) (events []event, errs []error) {
+	n := 0
+	for i := range elems {
+		for _, f := range elems[i].f {
+			if f.plain {
+				n += int(f.end - f.off)
+			}
+		}
+	}
+	buf := make([]byte, 0, n)
+	for i := range elems {
+		for _, f := range elems[i].f {
+			if f.plain {
+				buf = append(buf, body[f.off:f.end]...)
+			}
+		}
+	}
+	all := string(buf)
+	at := 0
+	text := func(f field) string {
 		switch {
-		case nameIs(name, "id"):
-			ev.id, _ = stringValue(value)
-		case nameIs(name, "type"):
-			ev.typ, _ = stringValue(value)
-		case nameIs(name, "created_at"):
-			ev.createdAt, _ = stringValue(value)
-		case nameIs(name, "webhook_id"):
-			ev.webhookID, _ = stringValue(value)
-		case nameIs(name, "object"):
-			object = value
+		case f.plain:
+			s := all[at : at+int(f.end-f.off)]
+			at += len(s)
+			return s
+		case f.set:
+			return f.decoded
+		}
+		return ""
+	}
+	events = make([]event, len(elems))
+	for i := range elems {
+		el := &elems[i]
+		ev := &events[i]
+		// In field order, as the copy above.
+		*ev = event{raw: el.raw}
+		ev.id = text(el.f[fID])
+		ev.typ = text(el.f[fType])
+		ev.createdAt = text(el.f[fCreatedAt])
+		ev.webhookID = text(el.f[fWebhookID])
+		ev.objectID = text(el.f[fObjectID])
+		var err error
+		switch {
+		case !el.isObject || strings.TrimSpace(ev.id) == "":
+			err = ErrEventMissingID
+		case strings.TrimSpace(ev.typ) == "":
+			err = ErrEventMissingType
+		}
+		if err != nil {
+			if errs == nil {
+				errs = make([]error, len(elems))
+			}
+			errs[i] = err
 		}
 	}
-	if strings.TrimSpace(ev.id) == "" {
-		return ev, ErrEventMissingID
-	}
-	if strings.TrimSpace(ev.typ) == "" {
-		return ev, ErrEventMissingType
-	}
-	for name, value := range members(object) {
-		if nameIs(name, "id") {
-			ev.objectID, _ = stringValue(value)
-		}
-	}
-	return ev, nil
+	return events, errs
 }
