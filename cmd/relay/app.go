@@ -102,8 +102,9 @@ func runApp(ctx context.Context, cfg config.Config, log zerolog.Logger, started 
 		return err
 	}
 	defer a.closeNATS()
-	if err := retryStartup(ctx, log, "stream", func(ctx context.Context) error {
-		_, err := broker.EnsureStream(ctx, a.js, broker.StreamOptions{
+	var stream jetstream.Stream
+	if err := retryStartup(ctx, log, "stream", func(ctx context.Context) (err error) {
+		stream, err = broker.EnsureStream(ctx, a.js, broker.StreamOptions{
 			Name:       cfg.Stream,
 			Prefix:     cfg.SubjectPrefix,
 			MaxAge:     cfg.StreamMaxAge,
@@ -114,12 +115,18 @@ func runApp(ctx context.Context, cfg config.Config, log zerolog.Logger, started 
 	}); err != nil {
 		return err
 	}
+	batched := broker.BatchPublishing(stream)
+	if !batched {
+		log.Warn().Str("nats_server_version", a.nc.ConnectedServerVersion()).Str("stream", cfg.Stream).
+			Msg("the stream does not allow fast-ingest batches (nats-server 2.14 or later needed): packages are stored in order one message at a time, several times slower")
+	}
 
 	handler, err := relay.NewHandler(cfg.WebhookPath, verifier, a.js,
 		relay.WithPrefix(cfg.SubjectPrefix),
 		relay.WithSourceBase(cfg.UpvestBaseURL),
 		relay.WithMaxBodyBytes(cfg.MaxBodyBytes),
 		relay.WithAckTimeout(ackWait),
+		relay.WithBatchPublishing(batched),
 		relay.WithAllowedSources(cfg.AllowedSources),
 		relay.WithTrustedProxies(cfg.TrustedProxies),
 		relay.WithLogger(log),
