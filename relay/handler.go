@@ -283,13 +283,13 @@ func (h *Handler) admitBody(w http.ResponseWriter, r *http.Request) ([]byte, fun
 // package.
 func (h *Handler) messages(body []byte, requestID string) (*publication, outcome) {
 	p := &publication{body: body, requestID: requestID, b: newMsgBuilder(h.prefix, h.sourceBase)}
-	elems, err := parsePackage(body)
+	pp, err := parsePackage(body)
 	if err != nil {
 		reason := deadLetterReason(err)
 		p.whole = deadLetterMsg(h.prefix, h.sourceBase, sha256.Sum256(body), body, reason, requestID, -1)
 		return p, outcome{notPackage: reason}
 	}
-	p.events, p.errs = materialize(body, elems)
+	p.events, p.errs = pp.materialize()
 	p.findRepeats()
 	return p, outcome{Events: len(p.events)}
 }

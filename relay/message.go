@@ -93,7 +93,9 @@ const (
 // once, its values are slices of vals that each event overwrites, and the
 // subject, ce-type and metric family of each event type, and the ce-source
 // of each webhook, are computed once per package. A message it returns is
-// valid until the next call; publishing copies it onto the connection.
+// valid until the next call; publishing copies it onto the connection. A
+// header set on msg.Header that event does not write (e.g. trace context
+// for the whole package) is carried by every event message.
 type msgBuilder struct {
 	prefix, sourceBase string
 	msg                nats.Msg
@@ -127,12 +129,6 @@ func newMsgBuilder(prefix, sourceBase string) *msgBuilder {
 
 // val is a one-element slice of vals[i], as a header value.
 func (b *msgBuilder) val(i int) []string { return b.vals[i : i+1 : i+1] }
-
-// setHeader adds a header with the same value to every event message the
-// builder makes from now on (e.g. trace context for the whole package).
-func (b *msgBuilder) setHeader(key, value string) {
-	b.msg.Header[key] = []string{value}
-}
 
 // event returns the message of ev.
 func (b *msgBuilder) event(ev event) *nats.Msg {

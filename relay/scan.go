@@ -30,14 +30,20 @@ var errSyntax = errors.New("relay: JSON syntax error")
 
 // field is a string value found while parsing: the offsets of its
 // contents (without quotes) in the input, or, for a value that had to be
-// decoded (escapes, invalid UTF-8), the decoded text. set is false for a
-// member that was missing or not a string.
+// decoded (escapes, invalid UTF-8), the index of the decoded text in the
+// parser's decoded list. The zero field is a member that was missing or not
+// a string.
 type field struct {
 	off, end int32
-	decoded  string
-	plain    bool // off:end holds the exact text
-	set      bool
+	kind     uint8
 }
+
+// Kinds of field.
+const (
+	fieldNone    = iota
+	fieldPlain   // d[off:end] is the exact text
+	fieldDecoded // decoded[off] is the text
+)
 
 // fields are the members the relay reads from an event, by fieldIndex.
 type fields [numFields]field
@@ -53,20 +59,19 @@ const (
 
 // parser reads d from position i.
 type parser struct {
-	d     []byte
-	i     int
-	depth int
+	d       []byte
+	i       int
+	depth   int
+	decoded []string // texts of fieldDecoded fields
 }
 
-// class of each byte inside a JSON string: 0 ordinary ASCII, 1 ends the
-// fast scan ('"', '\\' and control characters), 2 non-ASCII.
+// strClass is 0 for the bytes a JSON string passes over as they are
+// (printable ASCII but '"' and '\\'), 1 for the others.
 var strClass = func() (t [256]byte) {
-	for c := range 0x20 {
-		t[c] = 1
-	}
-	t['"'], t['\\'] = 1, 1
-	for c := 0x80; c < 0x100; c++ {
-		t[c] = 2
+	for c := range 0x100 {
+		if c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			t[c] = 1
+		}
 	}
 	return t
 }()
@@ -97,24 +102,20 @@ func (p *parser) str() (esc, nonASCII bool, err error) {
 	d := p.d
 	i := p.i + 1
 	for {
-		for i < len(d) {
-			c := strClass[d[i]]
-			if c == 1 {
-				break
-			}
-			if c == 2 {
-				nonASCII = true
-			}
+		for i < len(d) && strClass[d[i]] == 0 {
 			i++
 		}
 		if i >= len(d) {
 			return false, false, errSyntax
 		}
-		switch d[i] {
-		case '"':
+		switch c := d[i]; {
+		case c >= 0x80:
+			nonASCII = true
+			i++
+		case c == '"':
 			p.i = i + 1
 			return esc, nonASCII, nil
-		case '\\':
+		case c == '\\':
 			esc = true
 			if i+1 >= len(d) {
 				return false, false, errSyntax
@@ -147,17 +148,19 @@ func (p *parser) strField(f *field) error {
 	if err != nil {
 		return err
 	}
-	*f = field{set: true}
 	inner := p.d[start+1 : p.i-1]
 	if !esc && (!nonASCII || utf8.Valid(inner)) {
-		f.off, f.end, f.plain = int32(start+1), int32(p.i-1), true
+		*f = field{off: int32(start + 1), end: int32(p.i - 1), kind: fieldPlain}
 		return nil
 	}
 	// Escapes or invalid UTF-8: let encoding/json decode it, so the text is
 	// exactly its (U+FFFD for bad bytes and lone surrogates).
-	if json.Unmarshal(p.d[start:p.i], &f.decoded) != nil {
+	var s string
+	if json.Unmarshal(p.d[start:p.i], &s) != nil {
 		return errSyntax
 	}
+	*f = field{off: int32(len(p.decoded)), kind: fieldDecoded}
+	p.decoded = append(p.decoded, s)
 	return nil
 }
 
@@ -181,10 +184,11 @@ func (p *parser) name() (raw []byte, decoded string, err error) {
 	p.i++
 	p.ws()
 	if esc {
-		if json.Unmarshal(p.d[start:end], &decoded) != nil {
+		var s string // declared here: taking its address moves it to the heap
+		if json.Unmarshal(p.d[start:end], &s) != nil {
 			return nil, "", errSyntax
 		}
-		return nil, decoded, nil
+		return nil, s, nil
 	}
 	// Without escapes the raw bytes are the name: invalid UTF-8 would
 	// decode to U+FFFD, which none of the names the relay looks for has.

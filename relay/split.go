@@ -23,13 +23,13 @@ var (
 // not an array gives ErrInvalidJSON, ErrNoPayload or ErrPayloadNotArray.
 // An empty payload gives no events and no error.
 func Split(body []byte) ([]json.RawMessage, error) {
-	elems, err := parsePackage(body)
+	pp, err := parsePackage(body)
 	if err != nil {
 		return nil, err
 	}
-	events := make([]json.RawMessage, len(elems))
-	for i := range elems {
-		events[i] = elems[i].raw
+	events := make([]json.RawMessage, len(pp.elems))
+	for i := range pp.elems {
+		events[i] = pp.elems[i].raw
 	}
 	return events, nil
 }
@@ -58,7 +58,7 @@ type element struct {
 // encoding/json does and returns the elements of its "payload" array (the
 // last "payload" member, if there are several), or one of the errors Split
 // documents.
-func parsePackage(body []byte) ([]element, error) {
+func parsePackage(body []byte) (*parsed, error) {
 	p := parser{d: body}
 	var (
 		elems    []element
@@ -80,10 +80,10 @@ func parsePackage(body []byte) ([]element, error) {
 				return p.value()
 			}
 			if elems == nil {
-				// Each element takes ~600 bytes of JSON or more in
-				// Upvest's packages; guessing from the size saves the
-				// appends most of their copying.
-				elems = make([]element, 0, max(8, len(body)/1024))
+				// Upvest's events take several hundred bytes each;
+				// guessing from the size saves most of the appends'
+				// copying.
+				elems = make([]element, 0, max(8, len(body)/512))
 			}
 			return p.array(func() error {
 				elems = append(elems, element{})
@@ -99,7 +99,15 @@ func parsePackage(body []byte) ([]element, error) {
 	case payload != '[':
 		return nil, ErrPayloadNotArray
 	}
-	return elems, nil
+	return &parsed{body: body, elems: elems, decoded: p.decoded}, nil
+}
+
+// parsed is what parsePackage read: the elements of the payload, whose
+// fields point into body or decoded.
+type parsed struct {
+	body    []byte
+	elems   []element
+	decoded []string
 }
 
 // parseEvent reads the fields the relay needs from raw, valid JSON (an
@@ -112,23 +120,23 @@ func parseEvent(raw json.RawMessage) (event, error) {
 	if err := p.document(func() error { return p.event(&el[0]) }); err != nil {
 		return event{raw: raw}, ErrEventMissingID
 	}
-	events, errs := materialize(raw, el[:])
+	events, errs := (&parsed{body: raw, elems: el[:], decoded: p.decoded}).materialize()
 	if errs != nil {
 		return events[0], errs[0]
 	}
 	return events[0], nil
 }
 
-// materialize makes the events of elems, whose fields point into body,
-// and returns each element's error (ErrEventMissingID or
-// ErrEventMissingType), all nil, as errs == nil, when every element is an
-// event. The strings of all plain fields come from a single copy of their
-// bytes.
-func materialize(body []byte, elems []element) (events []event, errs []error) {
+// materialize makes the events of the elements and returns each
+// element's error (ErrEventMissingID or ErrEventMissingType), all nil, as
+// errs == nil, when every element is an event. The strings of all plain
+// fields come from a single copy of their bytes.
+func (pp *parsed) materialize() (events []event, errs []error) {
+	body, elems := pp.body, pp.elems
 	n := 0
 	for i := range elems {
 		for _, f := range elems[i].f {
-			if f.plain {
+			if f.kind == fieldPlain {
 				n += int(f.end - f.off)
 			}
 		}
@@ -136,7 +144,7 @@ func materialize(body []byte, elems []element) (events []event, errs []error) {
 	buf := make([]byte, 0, n)
 	for i := range elems {
 		for _, f := range elems[i].f {
-			if f.plain {
+			if f.kind == fieldPlain {
 				buf = append(buf, body[f.off:f.end]...)
 			}
 		}
@@ -144,13 +152,13 @@ func materialize(body []byte, elems []element) (events []event, errs []error) {
 	all := string(buf)
 	at := 0
 	text := func(f field) string {
-		switch {
-		case f.plain:
+		switch f.kind {
+		case fieldPlain:
 			s := all[at : at+int(f.end-f.off)]
 			at += len(s)
 			return s
-		case f.set:
-			return f.decoded
+		case fieldDecoded:
+			return pp.decoded[f.off]
 		}
 		return ""
 	}
