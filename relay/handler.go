@@ -230,11 +230,21 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request) (outcome, error
 		w.Header().Set("Connection", "close")
 		return outcome{}, fmt.Errorf("%w: %s", ErrForbidden, r.RemoteAddr)
 	}
-	body, release, err := h.admitBody(w, r)
+	body, verified, release, err := h.admitBody(w, r)
 	if err != nil {
 		return outcome{}, err
 	}
 	defer release()
+	requestID := ""
+	if id, ok := hlog.IDFromRequest(r); ok {
+		requestID = id.String()
+	}
+	// The body is parsed while its signature is still being checked;
+	// nothing is published before the signature holds.
+	msgs, out := h.messages(body, requestID)
+	if err := verified(); err != nil {
+		return outcome{}, err
+	}
 	// Only a verified package takes a publishing slot.
 	select {
 	case h.slots <- struct{}{}:
@@ -242,39 +252,36 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request) (outcome, error
 	default:
 		return outcome{}, fmt.Errorf("%w: limit %d", ErrOverloaded, h.maxInFlight)
 	}
-	requestID := ""
-	if id, ok := hlog.IDFromRequest(r); ok {
-		requestID = id.String()
-	}
-	msgs, out := h.messages(body, requestID)
 	if err := h.publish(r.Context(), msgs, &out); err != nil {
 		return outcome{}, err
 	}
 	return out, nil
 }
 
-// admitBody returns the verified body of r. With a HeadVerifier the head is
-// checked before any of the body is read; a refused head closes the
-// connection instead of reading the rest. Otherwise the body is read first
-// and verified whole.
-func (h *Handler) admitBody(w http.ResponseWriter, r *http.Request) ([]byte, func(), error) {
+// admitBody returns the body of r and verified, which waits for the
+// signature's verdict (nil when it holds). With a HeadVerifier the head is
+// checked before any of the body is read, a refused head closing the
+// connection instead of reading the rest, and the body is returned once it
+// has arrived and matches its digest, possibly while the signature is still
+// being verified. Otherwise the body is read first and verified whole.
+func (h *Handler) admitBody(w http.ResponseWriter, r *http.Request) (body []byte, verified func() error, release func(), err error) {
 	if hv, ok := h.verifier.(HeadVerifier); ok {
 		head, err := hv.CheckHead(r.Context(), r)
 		if err != nil {
 			w.Header().Set("Connection", "close")
-			return nil, func() {}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+			return nil, nil, func() {}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
 		}
 		return h.readVerified(w, r, head)
 	}
-	body, release, err := h.readBody(w, r, nil)
+	body, release, err = h.readBody(w, r, nil)
 	if err != nil {
-		return nil, release, err
+		return nil, nil, release, err
 	}
 	if err := h.verifier.Verify(r.Context(), r, body); err != nil {
 		release()
-		return nil, func() {}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+		return nil, nil, func() {}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
 	}
-	return body, release, nil
+	return body, func() error { return nil }, release, nil
 }
 
 // messages turns a verified body into the messages to publish, built one
