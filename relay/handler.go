@@ -102,6 +102,7 @@ type Handler struct {
 	batchInit   bool
 
 	batched atomic.Bool // fast-ingest batches; false once the server refused them
+	types   *typeCache
 	slots   chan struct{}
 	admit   *admission
 	metrics *metrics
@@ -158,6 +159,7 @@ func NewHandler(path string, v Verifier, p Publisher, opts ...Option) (*Handler,
 	}
 	h.metrics = m
 	h.batched.Store(h.batchInit)
+	h.types = newTypeCache(h.prefix)
 	h.slots = make(chan struct{}, h.maxInFlight)
 	h.admit = newAdmission(h.readBudget, h.maxVerify)
 	h.chain = hlog.NewHandler(h.log)(
@@ -289,16 +291,16 @@ func (h *Handler) admitBody(w http.ResponseWriter, r *http.Request) (body []byte
 // malformed event, or a single dead letter for a body that is not a
 // package.
 func (h *Handler) messages(body []byte, requestID string) (*publication, outcome) {
-	p := &publication{body: body, requestID: requestID, b: newMsgBuilder(h.prefix, h.sourceBase)}
+	p := &publication{body: body, requestID: requestID, b: newMsgBuilder(h.prefix, h.sourceBase, h.types)}
 	pp, err := parsePackage(body)
 	if err != nil {
 		reason := deadLetterReason(err)
 		p.whole = deadLetterMsg(h.prefix, h.sourceBase, sha256.Sum256(body), body, reason, requestID, -1)
 		return p, outcome{notPackage: reason}
 	}
-	p.events, p.errs = pp.materialize()
+	p.pp = pp
 	p.findRepeats()
-	return p, outcome{Events: len(p.events)}
+	return p, outcome{Events: len(pp.elems)}
 }
 
 // publish stores every message of p in package order (see storeInOrder),

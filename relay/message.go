@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -73,7 +74,7 @@ func deadLetterReason(err error) string {
 // eventMsg builds the binary-mode CloudEvent message for ev, published
 // under prefix, with source <sourceBase>/webhooks/<webhook_id>.
 func eventMsg(prefix, sourceBase string, ev event) *nats.Msg {
-	return newMsgBuilder(prefix, sourceBase).event(ev)
+	return newMsgBuilder(prefix, sourceBase, newTypeCache(prefix)).event(ev)
 }
 
 // Positions of the header values in msgBuilder.vals.
@@ -90,32 +91,28 @@ const (
 
 // msgBuilder builds the messages of one package's events into one reused
 // nats.Msg, so that an event costs no allocation: the header map is made
-// once, its values are slices of vals that each event overwrites, and the
-// subject, ce-type and metric family of each event type, and the ce-source
-// of each webhook, are computed once per package. A message it returns is
-// valid until the next call; publishing copies it onto the connection. A
-// header set on msg.Header that event does not write (e.g. trace context
-// for the whole package) is carried by every event message.
+// once, its values are slices of vals that each event overwrites, the
+// ce-source of the package's webhook is computed once, and the subject,
+// ce-type and metric family of each event type come from the handler's
+// typeCache. A message it returns is valid until the next call; publishing
+// copies it onto the connection. A header set on msg.Header that event
+// does not write (e.g. trace context for the whole package) is carried by
+// every event message.
 type msgBuilder struct {
 	prefix, sourceBase string
+	types              *typeCache
 	msg                nats.Msg
 	vals               [numVals]string
-	types              map[string]*typeInfo
 	last               *typeInfo
 	webhookID, source  string // the last webhook seen and its ce-source
 	haveSource         bool
 }
 
-// typeInfo is what an event type maps to.
-type typeInfo struct {
-	typ, subject, ceType, family string
-}
-
-func newMsgBuilder(prefix, sourceBase string) *msgBuilder {
-	b := &msgBuilder{prefix: prefix, sourceBase: sourceBase}
+func newMsgBuilder(prefix, sourceBase string, types *typeCache) *msgBuilder {
+	b := &msgBuilder{prefix: prefix, sourceBase: sourceBase, types: types}
 	b.vals[vSpecVersion] = specVersion
 	b.vals[vContentType] = applicationJSON
-	h := make(nats.Header, numVals+4)
+	h := make(nats.Header, numVals+2)
 	h[HeaderSpecVersion] = b.val(vSpecVersion)
 	h[HeaderID] = b.val(vID)
 	h[HeaderSource] = b.val(vSource)
@@ -154,25 +151,56 @@ func (b *msgBuilder) event(ev event) *nats.Msg {
 	return &b.msg
 }
 
-// typeOf returns what typ maps to, computing it the first time.
+// typeOf returns what typ maps to.
 func (b *msgBuilder) typeOf(typ string) *typeInfo {
-	if b.last != nil && b.last.typ == typ {
-		return b.last
+	if b.last == nil || b.last.typ != typ {
+		b.last = b.types.get(typ)
 	}
-	t, ok := b.types[typ]
-	if !ok {
-		t = &typeInfo{
-			typ:     typ,
-			subject: subjects.For(b.prefix, typ),
-			ceType:  headerValue(subjects.EventType(typ)),
-			family:  familyLabel(subjects.Family(typ)),
-		}
-		if b.types == nil {
-			b.types = make(map[string]*typeInfo, 4)
-		}
-		b.types[typ] = t
+	return b.last
+}
+
+// typeInfo is what an event type maps to.
+type typeInfo struct {
+	typ, subject, ceType, family string
+}
+
+// maxCachedTypes bounds a typeCache: Upvest has a few hundred event types.
+const maxCachedTypes = 4096
+
+// typeCache maps event types to their subject, ce-type and metric family
+// for every package a handler stores, each computed once; types past
+// maxCachedTypes are computed every time.
+type typeCache struct {
+	prefix string
+	mu     sync.RWMutex
+	m      map[string]*typeInfo
+}
+
+func newTypeCache(prefix string) *typeCache {
+	return &typeCache{prefix: prefix, m: make(map[string]*typeInfo)}
+}
+
+func (c *typeCache) get(typ string) *typeInfo {
+	c.mu.RLock()
+	t := c.m[typ]
+	c.mu.RUnlock()
+	if t != nil {
+		return t
 	}
-	b.last = t
+	// typ points into a package's text: a copy keeps the cache from
+	// holding on to the package.
+	typ = strings.Clone(typ)
+	t = &typeInfo{
+		typ:     typ,
+		subject: subjects.For(c.prefix, typ),
+		ceType:  headerValue(subjects.EventType(typ)),
+		family:  familyLabel(subjects.Family(typ)),
+	}
+	c.mu.Lock()
+	if len(c.m) < maxCachedTypes {
+		c.m[typ] = t
+	}
+	c.mu.Unlock()
 	return t
 }
 

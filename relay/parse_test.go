@@ -86,24 +86,20 @@ func checkParse(t *testing.T, body []byte) {
 	if err != nil {
 		return
 	}
-	events, errs := pp.materialize()
-	b := newMsgBuilder("upvest", DefaultSourceBase)
+	b := newMsgBuilder("upvest", DefaultSourceBase, newTypeCache("upvest"))
 	for i := range elems {
 		if !bytes.Equal(elems[i].raw, refRaws[i]) {
 			t.Fatalf("element %d = %q, encoding/json %q", i, elems[i].raw, refRaws[i])
 		}
 		ref, refErr := fieldsReference(refRaws[i])
-		var evErr error
-		if errs != nil {
-			evErr = errs[i]
-		}
-		if !sameErr(evErr, refErr) || !reflect.DeepEqual(events[i], ref) {
-			t.Fatalf("element %d %q: %+v, %v; encoding/json: %+v, %v", i, refRaws[i], events[i], evErr, ref, refErr)
+		ev, evErr := pp.event(i)
+		if !sameErr(evErr, refErr) || !reflect.DeepEqual(ev, ref) {
+			t.Fatalf("element %d %q: %+v, %v; encoding/json: %+v, %v", i, refRaws[i], ev, evErr, ref, refErr)
 		}
 		if evErr != nil {
 			continue
 		}
-		got, want := b.event(events[i]), eventMsg("upvest", DefaultSourceBase, events[i])
+		got, want := b.event(ev), eventMsg("upvest", DefaultSourceBase, ev)
 		if got.Subject != want.Subject || !bytes.Equal(got.Data, want.Data) || fmt.Sprint(got.Header) != fmt.Sprint(want.Header) {
 			t.Fatalf("element %d: reused message %s %v, alone %s %v", i, got.Subject, got.Header, want.Subject, want.Header)
 		}
@@ -139,4 +135,23 @@ func fieldsReference(raw json.RawMessage) (event, error) {
 		return ev, ErrEventMissingType
 	}
 	return ev, nil
+}
+
+func TestNeedsLook(t *testing.T) {
+	for c := range 256 {
+		for pos := range 8 {
+			var b [8]byte
+			for i := range b {
+				b[i] = 'a'
+			}
+			b[pos] = byte(c)
+			x := uint64(0)
+			for i := 7; i >= 0; i-- {
+				x = x<<8 | uint64(b[i])
+			}
+			if got, want := needsLook(x), strClass[c] != 0; got != want {
+				t.Errorf("needsLook(byte %#x at %d) = %v, want %v", c, pos, got, want)
+			}
+		}
+	}
 }

@@ -86,9 +86,8 @@ func WithBatchPublishing(on bool) Option { return func(h *Handler) { h.batchInit
 // publication is a package's messages, in package order, built one at a
 // time as they are published.
 type publication struct {
-	events    []event
-	errs      []error // per event: why it is dead-lettered; nil if none is
-	repeats   []bool  // per event: its id is an earlier event's; nil if none is
+	pp        *parsed
+	repeats   []bool // per element: its id is an earlier event's; nil if none is
 	whole     *nats.Msg
 	body      []byte
 	requestID string
@@ -100,7 +99,7 @@ func (p *publication) len() int {
 	if p.whole != nil {
 		return 1
 	}
-	return len(p.events)
+	return len(p.pp.elems)
 }
 
 // msg returns the i-th message and the metric family it counts under (""
@@ -109,14 +108,15 @@ func (p *publication) msg(i int) (*nats.Msg, string) {
 	if p.whole != nil {
 		return p.whole, ""
 	}
-	if p.errs != nil && p.errs[i] != nil {
+	ev, bad := p.pp.event(i)
+	if bad != nil {
 		if p.pkg == nil {
 			sum := packageDigest(sha256.Sum256(p.body))
 			p.pkg = &sum
 		}
-		return deadLetterMsg(p.b.prefix, p.b.sourceBase, *p.pkg, p.events[i].raw, deadLetterReason(p.errs[i]), p.requestID, i), ""
+		return deadLetterMsg(p.b.prefix, p.b.sourceBase, *p.pkg, ev.raw, deadLetterReason(bad), p.requestID, i), ""
 	}
-	m := p.b.event(p.events[i])
+	m := p.b.event(ev)
 	return m, p.b.last.family
 }
 
@@ -127,22 +127,39 @@ func (p *publication) repeated(i int) bool { return p.repeats != nil && p.repeat
 // findRepeats marks the events whose id an earlier event of the package
 // has.
 func (p *publication) findRepeats() {
-	if len(p.events) < 2 {
+	elems := p.pp.elems
+	if len(elems) < 2 {
 		return
 	}
-	seen := make(map[string]struct{}, len(p.events))
-	for i, ev := range p.events {
-		if p.errs != nil && p.errs[i] != nil {
-			continue
+	mark := func(i int) {
+		if p.repeats == nil {
+			p.repeats = make([]bool, len(elems))
 		}
-		if _, ok := seen[ev.id]; ok {
-			if p.repeats == nil {
-				p.repeats = make([]bool, len(p.events))
+		p.repeats[i] = true
+	}
+	id := func(i int) string { return p.pp.str(elems[i].f[fID]) }
+	if len(elems) <= 32 {
+		// Few enough to compare each with those before it, allocating nothing.
+		for i := 1; i < len(elems); i++ {
+			for j := 0; j < i && elems[i].bad == nil; j++ {
+				if elems[j].bad == nil && id(i) == id(j) {
+					mark(i)
+					break
+				}
 			}
-			p.repeats[i] = true
+		}
+		return
+	}
+	seen := make(map[string]struct{}, len(elems))
+	for i := range elems {
+		if elems[i].bad != nil {
 			continue
 		}
-		seen[ev.id] = struct{}{}
+		if _, ok := seen[id(i)]; ok {
+			mark(i)
+			continue
+		}
+		seen[id(i)] = struct{}{}
 	}
 }
 
@@ -283,10 +300,10 @@ func (h *Handler) publishBatch(ctx context.Context, p *publication, from int, ou
 // family is the metric family of message i ("" for a dead letter),
 // without building the message.
 func (p *publication) family(i int) string {
-	if p.whole != nil || (p.errs != nil && p.errs[i] != nil) {
+	if p.whole != nil || p.pp.elems[i].bad != nil {
 		return ""
 	}
-	return p.b.typeOf(p.events[i].typ).family
+	return p.b.typeOf(p.pp.str(p.pp.elems[i].f[fType])).family
 }
 
 // noBatching reports whether err, the answer to a batch's first message,

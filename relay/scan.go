@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"unicode/utf8"
@@ -14,7 +15,7 @@ import (
 // elements and picks the fields the relay needs out of each one. Nothing is
 // decoded into Go values and nothing is copied: elements are sub-slices of
 // the body, and field values are recorded as offsets into it until
-// materialize turns them all into strings with a single copy.
+// parsed.finish turns them all into strings with a single copy.
 //
 // Member names match exactly, as JSON defines them (after unescaping),
 // unlike encoding/json's case-insensitive struct fields; of duplicate names
@@ -102,6 +103,11 @@ func (p *parser) str() (esc, nonASCII bool, err error) {
 	d := p.d
 	i := p.i + 1
 	for {
+		// Eight bytes at a time while none of them needs a look, then
+		// byte by byte up to the one that does.
+		for i+8 <= len(d) && !needsLook(binary.LittleEndian.Uint64(d[i:])) {
+			i += 8
+		}
 		for i < len(d) && strClass[d[i]] == 0 {
 			i++
 		}
@@ -135,6 +141,17 @@ func (p *parser) str() (esc, nonASCII bool, err error) {
 			return false, false, errSyntax
 		}
 	}
+}
+
+// needsLook reports whether any of the eight bytes in x is one that ends
+// a string's fast scan (strClass 1): non-ASCII, a control character, '"'
+// or '\\'. Each term is the classic "has a byte less than n" test, which
+// is exact about whether there is one once x has no byte >= 0x80.
+func needsLook(x uint64) bool {
+	const lsb, msb = 0x0101010101010101, 0x8080808080808080
+	q := x ^ ('"' * lsb)  // zero where x has '"'
+	b := x ^ ('\\' * lsb) // zero where x has '\\'
+	return (x|(x-0x20*lsb)&^x|(q-lsb)&^q|(b-lsb)&^b)&msb != 0
 }
 
 func isHex(c byte) bool {

@@ -46,11 +46,12 @@ type event struct {
 }
 
 // element is one element of a payload as parsePackage found it: its raw
-// bytes and, for an object, where its fields are. materialize turns it into
-// an event.
+// bytes and, for an object, where its fields are. parsed.event turns it
+// into an event.
 type element struct {
 	raw      json.RawMessage
 	isObject bool
+	bad      error // why it is not an event (set by finish); nil for an event
 	f        fields
 }
 
@@ -99,15 +100,17 @@ func parsePackage(body []byte) (*parsed, error) {
 	case payload != '[':
 		return nil, ErrPayloadNotArray
 	}
-	return &parsed{body: body, elems: elems, decoded: p.decoded}, nil
+	pp := &parsed{body: body, elems: elems, decoded: p.decoded}
+	pp.finish()
+	return pp, nil
 }
 
-// parsed is what parsePackage read: the elements of the payload, whose
-// fields point into body or decoded.
+// parsed is what parsePackage read: the elements of the payload.
 type parsed struct {
 	body    []byte
 	elems   []element
-	decoded []string
+	decoded []string // texts of fieldDecoded fields
+	text    string   // texts of fieldPlain fields (after finish)
 }
 
 // parseEvent reads the fields the relay needs from raw, valid JSON (an
@@ -120,72 +123,66 @@ func parseEvent(raw json.RawMessage) (event, error) {
 	if err := p.document(func() error { return p.event(&el[0]) }); err != nil {
 		return event{raw: raw}, ErrEventMissingID
 	}
-	events, errs := (&parsed{body: raw, elems: el[:], decoded: p.decoded}).materialize()
-	if errs != nil {
-		return events[0], errs[0]
-	}
-	return events[0], nil
+	pp := &parsed{body: raw, elems: el[:], decoded: p.decoded}
+	pp.finish()
+	return pp.event(0)
 }
 
-// materialize makes the events of the elements and returns each
-// element's error (ErrEventMissingID or ErrEventMissingType), all nil, as
-// errs == nil, when every element is an event. The strings of all plain
-// fields come from a single copy of their bytes.
-func (pp *parsed) materialize() (events []event, errs []error) {
-	body, elems := pp.body, pp.elems
+// finish makes the text of every plain field with a single copy of their
+// bytes (afterwards a plain field's offsets are into pp.text) and records
+// which elements are not events.
+func (pp *parsed) finish() {
 	n := 0
-	for i := range elems {
-		for _, f := range elems[i].f {
+	for i := range pp.elems {
+		for _, f := range pp.elems[i].f {
 			if f.kind == fieldPlain {
 				n += int(f.end - f.off)
 			}
 		}
 	}
-	buf := make([]byte, 0, n)
-	for i := range elems {
-		for _, f := range elems[i].f {
-			if f.kind == fieldPlain {
-				buf = append(buf, body[f.off:f.end]...)
+	var b strings.Builder
+	b.Grow(n)
+	for i := range pp.elems {
+		for j := range pp.elems[i].f {
+			if f := &pp.elems[i].f[j]; f.kind == fieldPlain {
+				at := b.Len()
+				b.Write(pp.body[f.off:f.end])
+				f.off, f.end = int32(at), int32(b.Len())
 			}
 		}
 	}
-	all := string(buf)
-	at := 0
-	text := func(f field) string {
-		switch f.kind {
-		case fieldPlain:
-			s := all[at : at+int(f.end-f.off)]
-			at += len(s)
-			return s
-		case fieldDecoded:
-			return pp.decoded[f.off]
-		}
-		return ""
-	}
-	events = make([]event, len(elems))
-	for i := range elems {
-		el := &elems[i]
-		ev := &events[i]
-		// In field order, as the copy above.
-		*ev = event{raw: el.raw}
-		ev.id = text(el.f[fID])
-		ev.typ = text(el.f[fType])
-		ev.createdAt = text(el.f[fCreatedAt])
-		ev.webhookID = text(el.f[fWebhookID])
-		ev.objectID = text(el.f[fObjectID])
-		var err error
+	pp.text = b.String()
+	for i := range pp.elems {
+		el := &pp.elems[i]
 		switch {
-		case !el.isObject || strings.TrimSpace(ev.id) == "":
-			err = ErrEventMissingID
-		case strings.TrimSpace(ev.typ) == "":
-			err = ErrEventMissingType
-		}
-		if err != nil {
-			if errs == nil {
-				errs = make([]error, len(elems))
-			}
-			errs[i] = err
+		case !el.isObject || strings.TrimSpace(pp.str(el.f[fID])) == "":
+			el.bad = ErrEventMissingID
+		case strings.TrimSpace(pp.str(el.f[fType])) == "":
+			el.bad = ErrEventMissingType
 		}
 	}
-	return events, errs
+}
+
+func (pp *parsed) str(f field) string {
+	switch f.kind {
+	case fieldPlain:
+		return pp.text[f.off:f.end]
+	case fieldDecoded:
+		return pp.decoded[f.off]
+	}
+	return ""
+}
+
+// event returns element i as an event, with the reason it is dead-lettered
+// (ErrEventMissingID or ErrEventMissingType) if it is not one.
+func (pp *parsed) event(i int) (event, error) {
+	el := &pp.elems[i]
+	return event{
+		raw:       el.raw,
+		id:        pp.str(el.f[fID]),
+		typ:       pp.str(el.f[fType]),
+		createdAt: pp.str(el.f[fCreatedAt]),
+		webhookID: pp.str(el.f[fWebhookID]),
+		objectID:  pp.str(el.f[fObjectID]),
+	}, el.bad
 }
