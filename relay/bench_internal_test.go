@@ -48,7 +48,7 @@ func serveNATS(dir string) int {
 
 // externalJetStream starts a JetStream server in a child process and
 // returns a handler publishing to a fresh stream on it.
-func externalJetStream(b *testing.B) *Handler {
+func externalJetStream(b *testing.B, opts ...Option) *Handler {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), natsServerEnv+"="+b.TempDir())
@@ -85,7 +85,7 @@ func externalJetStream(b *testing.B) *Handler {
 	}); err != nil {
 		b.Fatal(err)
 	}
-	h, err := NewHandler("/webhooks/upvest", acceptEverything{}, js)
+	h, err := NewHandler("/webhooks/upvest", acceptEverything{}, js, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -170,11 +170,17 @@ func BenchmarkMessages(b *testing.B) {
 
 // BenchmarkPublish is the hot path of a verified package: parse, headers,
 // and storing every message in order into JetStream (in another process)
-// until the commit is acknowledged.
+// until the commit is acknowledged; one-at-a-time is the path without
+// batch publishing (an older server), each message awaiting its PubAck.
 func BenchmarkPublish(b *testing.B) {
-	for _, n := range []int{20, 1000} {
-		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
-			h := externalJetStream(b)
+	for _, c := range []struct {
+		name    string
+		n       int
+		batched bool
+	}{{"events=20", 20, true}, {"events=1000", 1000, true}, {"events=1000/one-at-a-time", 1000, false}} {
+		n := c.n
+		b.Run(c.name, func(b *testing.B) {
+			h := externalJetStream(b, WithBatchPublishing(c.batched))
 			run := 0
 			var pe perEvent
 			for b.Loop() {

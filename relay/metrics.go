@@ -78,7 +78,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"family"}),
 		deduplicated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "relay_events_deduplicated_total",
-			Help: "Messages JetStream acknowledged as duplicates of one already stored (retried packages).",
+			Help: "Messages that were stored already (retried packages; docs/metrics.md says how batches count them).",
 		}),
 		deadlettered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "relay_events_deadlettered_total",

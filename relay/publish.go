@@ -220,9 +220,12 @@ func (h *Handler) storeInOrder(ctx context.Context, p *publication, out *outcome
 }
 
 // retryable reports whether storing the rest of a package may succeed if
-// tried again soon: everything but an answer from JetStream that will not
-// change (a message too large, a sealed stream, ...).
+// tried again soon: everything but a message NATS cannot carry and an
+// answer from JetStream that will not change (a sealed stream, ...).
 func retryable(err error) bool {
+	if errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject) {
+		return false
+	}
 	var apiErr *jetstream.APIError
 	if !errors.As(err, &apiErr) {
 		return true
