@@ -247,6 +247,9 @@ func TestEnsureStream(t *testing.T) {
 		t.Errorf("config = storage %v max age %s replicas %d duplicates %s; want file, %s, 1, %s",
 			cfg.Storage, cfg.MaxAge, cfg.Replicas, cfg.Duplicates, opts.MaxAge, opts.Duplicates)
 	}
+	if !cfg.AllowBatchPublish || !broker.BatchPublishing(s) {
+		t.Errorf("allow_batched = %v, BatchPublishing = %v; want both true on nats-server %s", cfg.AllowBatchPublish, broker.BatchPublishing(s), s.CachedInfo().Config.Metadata["_nats.ver"])
+	}
 	if err := broker.StreamExists(js, "UPVEST")(ctx); err != nil {
 		t.Errorf("StreamExists after EnsureStream = %v, want nil", err)
 	}
@@ -268,6 +271,16 @@ func TestEnsureStream(t *testing.T) {
 	}
 	if got := s.CachedInfo().Config; got.MaxAge != changed.MaxAge || got.Duplicates != changed.Duplicates {
 		t.Errorf("after update max age %s duplicates %s, want %s %s", got.MaxAge, got.Duplicates, changed.MaxAge, changed.Duplicates)
+	}
+
+	// A stream made without allow_batched (as by hand, or by a server that
+	// predates it) reports no batch publishing.
+	plain, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PLAIN", Subjects: []string{"plain.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if broker.BatchPublishing(plain) {
+		t.Errorf("BatchPublishing(stream without allow_batched) = true, want false")
 	}
 
 	// A stream the server refuses (3 replicas on one server) is a server

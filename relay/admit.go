@@ -41,6 +41,9 @@ const (
 	// DefaultBodyTimeout: the deadline grows by a second per 256 KiB.
 	minBodyRate = 256 << 10
 	readChunk   = 32 << 10
+	// maxPrealloc is the most of a declared Content-Length a body buffer
+	// is sized for before the bytes arrive: Upvest's largest package.
+	maxPrealloc = 1 << 20
 )
 
 // ErrBusy: the byte budget for reading bodies is spent; answered 503.
@@ -102,10 +105,12 @@ func (b *budgetReader) release() { b.a.budget.Add(b.held); b.held = 0 }
 
 // readVerified reads the body of a request whose head passed CheckHead,
 // hashing it as it arrives while the signature is verified beside it. It
-// returns the body once both the signature and the digest hold; release
-// gives back the budget the body holds and must be called when the body is
-// no longer needed.
-func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, head *verify.Head) (body []byte, release func(), err error) {
+// returns the body once it has arrived whole and matches its digest, and
+// may return before the signature's verdict: verified waits for it (nil
+// when the signature holds), so that the caller can parse the body
+// meanwhile. release gives back the budget the body holds and must be
+// called when the body is no longer needed.
+func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, head *verify.Head) (body []byte, verified func() error, release func(), err error) {
 	sig := make(chan error, 1)
 	go func() {
 		select {
@@ -117,23 +122,34 @@ func (h *Handler) readVerified(w http.ResponseWriter, r *http.Request, head *ver
 		defer func() { <-h.admit.verifying }()
 		sig <- head.VerifySignature()
 	}()
+	verdict := func() error {
+		serr := <-sig
+		switch {
+		case serr == nil:
+			return nil
+		case errors.Is(serr, context.Canceled) || errors.Is(serr, context.DeadlineExceeded):
+			return fmt.Errorf("%w: %w", ErrBodyUnreadable, serr)
+		default:
+			return fmt.Errorf("%w: %w", ErrUnauthorized, serr)
+		}
+	}
 	digest := head.Body()
 	body, release, err = h.readBody(w, r, digest)
-	if serr := <-sig; serr != nil {
-		release()
-		if errors.Is(serr, context.Canceled) || errors.Is(serr, context.DeadlineExceeded) {
-			return nil, func() {}, fmt.Errorf("%w: %w", ErrBodyUnreadable, serr)
+	if err == nil {
+		err = digest.Check()
+		if err != nil {
+			release()
+			err = fmt.Errorf("%w: %w", ErrUnauthorized, err)
 		}
-		return nil, func() {}, fmt.Errorf("%w: %w", ErrUnauthorized, serr)
 	}
 	if err != nil {
-		return nil, func() {}, err
+		// A signature that fails says more than what became of the body.
+		if serr := verdict(); serr != nil {
+			err = serr
+		}
+		return nil, nil, func() {}, err
 	}
-	if err := digest.Check(); err != nil {
-		release()
-		return nil, func() {}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
-	}
-	return body, release, nil
+	return body, verdict, release, nil
 }
 
 // readBody reads the whole body within its deadline and the shared budget,
@@ -154,7 +170,11 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, sink io.Write
 	br := &budgetReader{r: http.MaxBytesReader(w, r.Body, h.maxBody), a: h.admit}
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(min(r.ContentLength, 1<<20)))
+		// Room for the declared length (trusted up to Upvest's largest
+		// package) and for the read that finds the end: ReadFrom wants
+		// bytes.MinRead free before each read and would otherwise double
+		// the buffer for that last, empty read.
+		buf.Grow(int(min(r.ContentLength, maxPrealloc)) + bytes.MinRead)
 	}
 	var src io.Reader = br
 	if sink != nil {

@@ -22,8 +22,10 @@
 //	other method                                                     405 (Allow: POST)
 //	other path                                                       404
 //
-// Admission is described at HeadVerifier. The body is verified before it
-// is parsed, on its raw bytes. Each event's
+// Admission is described at HeadVerifier. The body is checked against
+// its signed digest as it arrives and parsed (one validating pass, see
+// parsePackage) while the signature's public-key check finishes; nothing
+// is published or dead-lettered before both hold. Each event's
 // CloudEvent data is the event element of "payload" byte for byte; the
 // CloudEvent attributes travel as NATS headers in binary mode (ce-*), their
 // values percent-encoded as the CloudEvents NATS binding requires.
@@ -60,6 +62,12 @@
 // Admin serves /healthz, /readyz (named checks and details that other
 // components add) and /metrics. NewServer builds an *http.Server with
 // timeouts; its Shutdown drains in-flight packages, PubAcks included.
+//
+// A package's messages are stored in package order, across leader
+// changes, node loss and retries: a later event of a package is never
+// stored before an earlier one (see storeInOrder in publish.go), using
+// JetStream's fast-ingest batches where the stream allows them
+// (WithBatchPublishing).
 //
 // A non-2xx answer tells Upvest to retry the package later (it retries
 // forever and blocks the webhook meanwhile), so only transient trouble

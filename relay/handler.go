@@ -10,9 +10,9 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -28,9 +28,12 @@ type Verifier interface {
 	Verify(ctx context.Context, r *http.Request, body []byte) error
 }
 
-// Publisher is the part of jetstream.JetStream the handler uses.
+// Publisher is what the handler stores messages with: a JetStream
+// context, ideally from broker.NewJetStream. It is the whole
+// jetstream.JetStream because fast-ingest batches
+// (github.com/synadia-io/orbit.go/jetstreamext) are built on it.
 type Publisher interface {
-	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+	jetstream.JetStream
 }
 
 // RequestIDHeader carries the request id on every answer.
@@ -104,7 +107,10 @@ type Handler struct {
 	readBudget  int64
 	bodyTimeout time.Duration
 	maxVerify   int
+	batchInit   bool
 
+	batched atomic.Bool // fast-ingest batches; false once the server refused them
+	types   *typeCache
 	slots   chan struct{}
 	admit   *admission
 	metrics *metrics
@@ -126,6 +132,7 @@ func NewHandler(path string, v Verifier, p Publisher, opts ...Option) (*Handler,
 		maxInFlight: DefaultMaxInFlight,
 		readBudget:  DefaultReadBudget,
 		bodyTimeout: DefaultBodyTimeout,
+		batchInit:   true,
 		log:         zerolog.Nop(),
 	}
 	for _, o := range opts {
@@ -159,6 +166,8 @@ func NewHandler(path string, v Verifier, p Publisher, opts ...Option) (*Handler,
 		return nil, err
 	}
 	h.metrics = m
+	h.batched.Store(h.batchInit)
+	h.types = newTypeCache(h.prefix)
 	h.slots = make(chan struct{}, h.maxInFlight)
 	h.admit = newAdmission(h.readBudget, h.maxVerify)
 	h.chain = hlog.NewHandler(h.log)(
@@ -241,12 +250,24 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, tr *packageTrac
 		}
 	}
 	verifying := tr.verifying()
-	body, release, err := h.admitBody(w, r)
+	body, verified, release, err := h.admitBody(w, r)
+	if err != nil {
+		verifying.end(err)
+		return outcome{}, err
+	}
+	defer release()
+	requestID := ""
+	if id, ok := hlog.IDFromRequest(r); ok {
+		requestID = id.String()
+	}
+	// The body is parsed while its signature is still being checked;
+	// nothing is published before the signature holds.
+	msgs, out := h.messages(body, requestID)
+	err = verified()
 	verifying.end(err)
 	if err != nil {
 		return outcome{}, err
 	}
-	defer release()
 	// Only a verified package takes a publishing slot.
 	select {
 	case h.slots <- struct{}{}:
@@ -254,11 +275,6 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, tr *packageTrac
 	default:
 		return outcome{}, fmt.Errorf("%w: limit %d", ErrOverloaded, h.maxInFlight)
 	}
-	requestID := ""
-	if id, ok := hlog.IDFromRequest(r); ok {
-		requestID = id.String()
-	}
-	msgs, out := h.messages(body, requestID)
 	publishing := tr.publishing(msgs)
 	err = h.publish(r.Context(), msgs, &out)
 	publishing.end(err)
@@ -268,164 +284,62 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, tr *packageTrac
 	return out, nil
 }
 
-// admitBody returns the verified body of r. With a HeadVerifier the head is
-// checked before any of the body is read; a refused head closes the
-// connection instead of reading the rest. Otherwise the body is read first
-// and verified whole.
-func (h *Handler) admitBody(w http.ResponseWriter, r *http.Request) ([]byte, func(), error) {
+// admitBody returns the body of r and verified, which waits for the
+// signature's verdict (nil when it holds). With a HeadVerifier the head is
+// checked before any of the body is read, a refused head closing the
+// connection instead of reading the rest, and the body is returned once it
+// has arrived and matches its digest, possibly while the signature is still
+// being verified. Otherwise the body is read first and verified whole.
+func (h *Handler) admitBody(w http.ResponseWriter, r *http.Request) (body []byte, verified func() error, release func(), err error) {
 	if hv, ok := h.verifier.(HeadVerifier); ok {
 		head, err := hv.CheckHead(r.Context(), r)
 		if err != nil {
 			w.Header().Set("Connection", "close")
-			return nil, func() {}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+			return nil, nil, func() {}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
 		}
 		return h.readVerified(w, r, head)
 	}
-	body, release, err := h.readBody(w, r, nil)
+	body, release, err = h.readBody(w, r, nil)
 	if err != nil {
-		return nil, release, err
+		return nil, nil, release, err
 	}
 	if err := h.verifier.Verify(r.Context(), r, body); err != nil {
 		release()
-		return nil, func() {}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+		return nil, nil, func() {}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
 	}
-	return body, release, nil
+	return body, func() error { return nil }, release, nil
 }
 
-// pending is one message to publish and what its PubAck counts as.
-type pending struct {
-	msg    *nats.Msg
-	family string // metric label; "" for a dead letter
-}
-
-// messages turns a verified body into the messages to publish: one per
-// event, a dead letter per malformed event, or a single dead letter for a
-// body that is not a package.
-func (h *Handler) messages(body []byte, requestID string) ([]pending, outcome) {
-	events, err := Split(body)
+// messages turns a verified body into the messages to publish, built one
+// at a time as they are published: one per event, a dead letter per
+// malformed event, or a single dead letter for a body that is not a
+// package.
+func (h *Handler) messages(body []byte, requestID string) (*publication, outcome) {
+	p := &publication{body: body, requestID: requestID, b: newMsgBuilder(h.prefix, h.sourceBase, h.types)}
+	pp, err := parsePackage(body)
 	if err != nil {
 		reason := deadLetterReason(err)
-		return []pending{{msg: deadLetterMsg(h.prefix, h.sourceBase, sha256.Sum256(body), body, reason, requestID, -1)}},
-			outcome{notPackage: reason}
+		p.whole = deadLetterMsg(h.prefix, h.sourceBase, sha256.Sum256(body), body, reason, requestID, -1)
+		return p, outcome{notPackage: reason}
 	}
-	msgs := make([]pending, 0, len(events))
-	var pkg *packageDigest // computed for the first dead letter only
-	for i, raw := range events {
-		ev, err := parseEvent(raw)
-		if err != nil {
-			if pkg == nil {
-				sum := packageDigest(sha256.Sum256(body))
-				pkg = &sum
-			}
-			msgs = append(msgs, pending{msg: deadLetterMsg(h.prefix, h.sourceBase, *pkg, raw, deadLetterReason(err), requestID, i)})
-			continue
-		}
-		msgs = append(msgs, pending{
-			msg:    eventMsg(h.prefix, h.sourceBase, ev),
-			family: familyLabel(subjects.Family(ev.typ)),
-		})
-	}
-	return msgs, outcome{Events: len(events)}
+	p.pp = pp
+	p.findRepeats()
+	return p, outcome{Events: len(pp.elems)}
 }
 
-// publish sends every message asynchronously and waits, at most
-// ackTimeout, for all their PubAcks. It counts what was acked into out and
-// the metrics, and fails with ErrUnavailable unless everything was.
-func (h *Handler) publish(ctx context.Context, msgs []pending, out *outcome) error {
-	if len(msgs) == 0 {
+// publish stores every message of p in package order (see storeInOrder),
+// at most ackTimeout, counting what was acknowledged into out and the
+// metrics, and fails with ErrUnavailable unless everything was.
+func (h *Handler) publish(ctx context.Context, p *publication, out *outcome) error {
+	if p.len() == 0 {
 		return nil
 	}
 	start := time.Now()
 	defer func() { h.metrics.publishDuration.Observe(time.Since(start).Seconds()) }()
-
-	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
-	var failed error
-	for _, m := range msgs {
-		f, err := h.pub.PublishMsgAsync(m.msg)
-		if err != nil {
-			failed = fmt.Errorf("publish to %s: %w", m.msg.Subject, err)
-			break
-		}
-		futures = append(futures, f)
-	}
-
-	timer := time.NewTimer(h.ackTimeout)
-	defer timer.Stop()
-	acked := 0
-	// retry fires when the message at i, which JetStream reported as "in
-	// process" (another replica, or an attempt of ours, is storing the same
-	// event id right now), is to be published again: the answer will be the
-	// duplicate PubAck that says it is stored, instead of a needless 503.
-	var retry <-chan time.Time
-wait:
-	for i := 0; i < len(futures); {
-		var (
-			okc  <-chan *jetstream.PubAck
-			errc <-chan error
-		)
-		if retry == nil {
-			okc, errc = futures[i].Ok(), futures[i].Err()
-		}
-		select {
-		case ack := <-okc:
-			acked++
-			h.count(msgs[i], ack, out)
-			i++
-		case err := <-errc:
-			if inProcess(err) {
-				retry = time.After(inProcessRetry)
-				continue
-			}
-			if failed == nil {
-				failed = fmt.Errorf("publish to %s: %w", msgs[i].msg.Subject, err)
-			}
-			i++
-		case <-retry:
-			retry = nil
-			f, err := h.pub.PublishMsgAsync(msgs[i].msg)
-			if err != nil {
-				failed = fmt.Errorf("publish to %s: %w", msgs[i].msg.Subject, err)
-				break wait
-			}
-			futures[i] = f
-		case <-timer.C:
-			failed = fmt.Errorf("%d of %d PubAcks missing after %s", len(msgs)-acked, len(msgs), h.ackTimeout)
-			break wait
-		case <-ctx.Done():
-			failed = fmt.Errorf("%d of %d PubAcks missing: %w", len(msgs)-acked, len(msgs), ctx.Err())
-			break wait
-		}
-	}
-	if failed != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, failed)
+	ctx, cancel := context.WithTimeout(ctx, h.ackTimeout)
+	defer cancel()
+	if err := h.storeInOrder(ctx, p, out); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil
-}
-
-// inProcessRetry is the pause before asking again about an event id that
-// JetStream reports as being stored by a concurrent publish.
-const inProcessRetry = 20 * time.Millisecond
-
-// jsErrDuplicateInProcess is JetStream's "duplicate message id is in
-// process" (a clustered stream is still committing the same Nats-Msg-Id).
-const jsErrDuplicateInProcess jetstream.ErrorCode = 10158
-
-func inProcess(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrDuplicateInProcess
-}
-
-// count books one PubAck.
-func (h *Handler) count(p pending, ack *jetstream.PubAck, out *outcome) {
-	switch {
-	case ack.Duplicate:
-		out.Duplicates++
-		h.metrics.deduplicated.Inc()
-	case p.family == "":
-		out.DeadLettered++
-		h.metrics.deadlettered.Inc()
-	default:
-		out.Published++
-		h.metrics.published.WithLabelValues(p.family).Inc()
-	}
 }

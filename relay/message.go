@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -73,36 +74,149 @@ func deadLetterReason(err error) string {
 // eventMsg builds the binary-mode CloudEvent message for ev, published
 // under prefix, with source <sourceBase>/webhooks/<webhook_id>.
 func eventMsg(prefix, sourceBase string, ev event) *nats.Msg {
-	id := headerValue(ev.id)
-	// One backing array for all header values: one allocation, not ten.
-	vals := [...]string{
-		specVersion,
-		id,
-		headerValue(sourceBase + "/webhooks/" + ev.webhookID),
-		headerValue(subjects.EventType(ev.typ)),
-		applicationJSON,
-		"", // time
-		"", // subject
-	}
-	h := make(nats.Header, 10)
-	h[HeaderSpecVersion] = vals[0:1:1]
-	h[HeaderID] = vals[1:2:2]
-	h[HeaderSource] = vals[2:3:3]
-	h[HeaderType] = vals[3:4:4]
-	h[HeaderDataContentType] = vals[4:5:5]
-	h[HeaderContentType] = vals[4:5:5]
-	h[HeaderMsgID] = vals[1:2:2]
-	if ev.createdAt != "" {
-		if _, err := time.Parse(time.RFC3339Nano, ev.createdAt); err == nil {
-			vals[5] = headerValue(ev.createdAt)
-			h[HeaderTime] = vals[5:6:6]
-		}
+	return newMsgBuilder(prefix, sourceBase, newTypeCache(prefix)).event(ev)
+}
+
+// Positions of the header values in msgBuilder.vals.
+const (
+	vSpecVersion = iota
+	vID          // also Nats-Msg-Id
+	vSource
+	vType
+	vContentType // also content-type
+	vTime
+	vSubject
+	numVals
+)
+
+// msgBuilder builds the messages of one package's events into one reused
+// nats.Msg, so that an event costs no allocation: the header map is made
+// once, its values are slices of vals that each event overwrites, the
+// ce-source of the package's webhook is computed once, and the subject,
+// ce-type and metric family of each event type come from the handler's
+// typeCache. A message it returns is valid until the next call; publishing
+// copies it onto the connection. A header set on msg.Header that event
+// does not write (e.g. trace context for the whole package) is carried by
+// every event message.
+type msgBuilder struct {
+	prefix, sourceBase string
+	types              *typeCache
+	msg                nats.Msg
+	vals               [numVals]string
+	last               *typeInfo
+	webhookID, source  string // the last webhook seen and its ce-source
+	haveSource         bool
+}
+
+func newMsgBuilder(prefix, sourceBase string, types *typeCache) *msgBuilder {
+	b := &msgBuilder{prefix: prefix, sourceBase: sourceBase, types: types}
+	b.vals[vSpecVersion] = specVersion
+	b.vals[vContentType] = applicationJSON
+	h := make(nats.Header, numVals+2)
+	h[HeaderSpecVersion] = b.val(vSpecVersion)
+	h[HeaderID] = b.val(vID)
+	h[HeaderSource] = b.val(vSource)
+	h[HeaderType] = b.val(vType)
+	h[HeaderDataContentType] = b.val(vContentType)
+	h[HeaderContentType] = b.val(vContentType)
+	h[HeaderMsgID] = b.val(vID)
+	b.msg.Header = h
+	return b
+}
+
+// val is a one-element slice of vals[i], as a header value.
+func (b *msgBuilder) val(i int) []string { return b.vals[i : i+1 : i+1] }
+
+// event returns the message of ev.
+func (b *msgBuilder) event(ev event) *nats.Msg {
+	t := b.typeOf(ev.typ)
+	b.vals[vID] = headerValue(ev.id)
+	b.vals[vSource] = b.sourceOf(ev.webhookID)
+	b.vals[vType] = t.ceType
+	h := b.msg.Header
+	if ev.createdAt != "" && validTime(ev.createdAt) {
+		b.vals[vTime] = headerValue(ev.createdAt)
+		h[HeaderTime] = b.val(vTime)
+	} else {
+		delete(h, HeaderTime)
 	}
 	if strings.TrimSpace(ev.objectID) != "" {
-		vals[6] = headerValue(ev.objectID)
-		h[HeaderSubject] = vals[6:7:7]
+		b.vals[vSubject] = headerValue(ev.objectID)
+		h[HeaderSubject] = b.val(vSubject)
+	} else {
+		delete(h, HeaderSubject)
 	}
-	return &nats.Msg{Subject: subjects.For(prefix, ev.typ), Header: h, Data: ev.raw}
+	b.msg.Subject = t.subject
+	b.msg.Data = ev.raw
+	return &b.msg
+}
+
+// typeOf returns what typ maps to.
+func (b *msgBuilder) typeOf(typ string) *typeInfo {
+	if b.last == nil || b.last.typ != typ {
+		b.last = b.types.get(typ)
+	}
+	return b.last
+}
+
+// typeInfo is what an event type maps to.
+type typeInfo struct {
+	typ, subject, ceType, family string
+}
+
+// maxCachedTypes bounds a typeCache: Upvest has a few hundred event types.
+const maxCachedTypes = 4096
+
+// typeCache maps event types to their subject, ce-type and metric family
+// for every package a handler stores, each computed once; types past
+// maxCachedTypes are computed every time.
+type typeCache struct {
+	prefix string
+	mu     sync.RWMutex
+	m      map[string]*typeInfo
+}
+
+func newTypeCache(prefix string) *typeCache {
+	return &typeCache{prefix: prefix, m: make(map[string]*typeInfo)}
+}
+
+func (c *typeCache) get(typ string) *typeInfo {
+	c.mu.RLock()
+	t := c.m[typ]
+	c.mu.RUnlock()
+	if t != nil {
+		return t
+	}
+	// typ points into a package's text: a copy keeps the cache from
+	// holding on to the package.
+	typ = strings.Clone(typ)
+	t = &typeInfo{
+		typ:     typ,
+		subject: subjects.For(c.prefix, typ),
+		ceType:  headerValue(subjects.EventType(typ)),
+		family:  familyLabel(subjects.Family(typ)),
+	}
+	c.mu.Lock()
+	if len(c.m) < maxCachedTypes {
+		c.m[typ] = t
+	}
+	c.mu.Unlock()
+	return t
+}
+
+// sourceOf returns the ce-source of events of webhookID. A package comes
+// from one webhook, so one is remembered.
+func (b *msgBuilder) sourceOf(webhookID string) string {
+	if !b.haveSource || b.webhookID != webhookID {
+		b.webhookID, b.source, b.haveSource = webhookID, headerValue(b.sourceBase+"/webhooks/"+webhookID), true
+	}
+	return b.source
+}
+
+// validTime reports whether s is an RFC 3339 time, as ce-time must be.
+func validTime(s string) bool {
+	_, err := time.Parse(time.RFC3339Nano, s)
+	return err == nil
 }
 
 // deadLetterMsg builds the dead letter for raw (a whole body when index

@@ -48,6 +48,7 @@ func familyLabel(family string) string {
 type metrics struct {
 	packages        *prometheus.CounterVec
 	published       *prometheus.CounterVec
+	publishedBy     map[string]prometheus.Counter // published, by every label familyLabel returns
 	deduplicated    prometheus.Counter
 	deadlettered    prometheus.Counter
 	rejections      *prometheus.CounterVec
@@ -69,7 +70,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"family"}),
 		deduplicated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "relay_events_deduplicated_total",
-			Help: "Messages JetStream acknowledged as duplicates of one already stored (retried packages).",
+			Help: "Messages that were stored already (retried packages; docs/metrics.md says how batches count them).",
 		}),
 		deadlettered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "relay_events_deadlettered_total",
@@ -90,6 +91,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
 		}),
 	}
+	m.publishedBy = make(map[string]prometheus.Counter, len(knownFamilies)+1)
+	for f := range knownFamilies {
+		m.publishedBy[f] = m.published.WithLabelValues(f)
+	}
+	m.publishedBy[otherFamily] = m.published.WithLabelValues(otherFamily)
 	if reg == nil {
 		return m, nil
 	}

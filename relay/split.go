@@ -23,24 +23,13 @@ var (
 // not an array gives ErrInvalidJSON, ErrNoPayload or ErrPayloadNotArray.
 // An empty payload gives no events and no error.
 func Split(body []byte) ([]json.RawMessage, error) {
-	if !json.Valid(body) {
-		return nil, ErrInvalidJSON
+	pp, err := parsePackage(body)
+	if err != nil {
+		return nil, err
 	}
-	var payload []byte
-	for name, value := range members(body) {
-		if nameIs(name, "payload") {
-			payload = value
-		}
-	}
-	switch {
-	case payload == nil:
-		return nil, ErrNoPayload
-	case payload[0] != '[':
-		return nil, ErrPayloadNotArray
-	}
-	events := make([]json.RawMessage, 0, 8)
-	for raw := range elements(payload) {
-		events = append(events, raw)
+	events := make([]json.RawMessage, len(pp.elems))
+	for i := range pp.elems {
+		events[i] = pp.elems[i].raw
 	}
 	return events, nil
 }
@@ -56,40 +45,144 @@ type event struct {
 	objectID  string // "" if missing or not a string
 }
 
+// element is one element of a payload as parsePackage found it: its raw
+// bytes and, for an object, where its fields are. parsed.event turns it
+// into an event.
+type element struct {
+	raw      json.RawMessage
+	isObject bool
+	bad      error // why it is not an event (set by finish); nil for an event
+	f        fields
+}
+
+// parsePackage reads body in one pass: it validates the whole body as
+// encoding/json does and returns the elements of its "payload" array (the
+// last "payload" member, if there are several), or one of the errors Split
+// documents.
+func parsePackage(body []byte) (*parsed, error) {
+	p := parser{d: body}
+	var (
+		elems    []element
+		isObject bool
+		payload  byte // first byte of the last "payload" value; 0 if none
+	)
+	err := p.document(func() error {
+		if p.peek() != '{' {
+			return p.value()
+		}
+		isObject = true
+		return p.object(func(raw []byte, decoded string) error {
+			if !is(raw, decoded, "payload") {
+				return p.value()
+			}
+			payload = p.peek()
+			elems = elems[:0]
+			if payload != '[' {
+				return p.value()
+			}
+			if elems == nil {
+				// Upvest's events take several hundred bytes each;
+				// guessing from the size saves most of the appends'
+				// copying.
+				elems = make([]element, 0, max(8, len(body)/512))
+			}
+			return p.array(func() error {
+				elems = append(elems, element{})
+				return p.event(&elems[len(elems)-1])
+			})
+		})
+	})
+	switch {
+	case err != nil:
+		return nil, ErrInvalidJSON
+	case !isObject || payload == 0:
+		return nil, ErrNoPayload
+	case payload != '[':
+		return nil, ErrPayloadNotArray
+	}
+	pp := &parsed{body: body, elems: elems, decoded: p.decoded}
+	pp.finish()
+	return pp, nil
+}
+
+// parsed is what parsePackage read: the elements of the payload.
+type parsed struct {
+	body    []byte
+	elems   []element
+	decoded []string // texts of fieldDecoded fields
+	text    string   // texts of fieldPlain fields (after finish)
+}
+
 // parseEvent reads the fields the relay needs from raw, valid JSON (an
 // element Split returned). An element that is not an object, or lacks a
 // non-blank string id or type, gives ErrEventMissingID or
 // ErrEventMissingType.
 func parseEvent(raw json.RawMessage) (event, error) {
-	ev := event{raw: raw}
-	if !isObject(raw) {
-		return ev, ErrEventMissingID
+	p := parser{d: raw}
+	var el [1]element
+	if err := p.document(func() error { return p.event(&el[0]) }); err != nil {
+		return event{raw: raw}, ErrEventMissingID
 	}
-	var object []byte
-	for name, value := range members(raw) {
+	pp := &parsed{body: raw, elems: el[:], decoded: p.decoded}
+	pp.finish()
+	return pp.event(0)
+}
+
+// finish makes the text of every plain field with a single copy of their
+// bytes (afterwards a plain field's offsets are into pp.text) and records
+// which elements are not events.
+func (pp *parsed) finish() {
+	n := 0
+	for i := range pp.elems {
+		for _, f := range pp.elems[i].f {
+			if f.kind == fieldPlain {
+				n += int(f.end - f.off)
+			}
+		}
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i := range pp.elems {
+		for j := range pp.elems[i].f {
+			if f := &pp.elems[i].f[j]; f.kind == fieldPlain {
+				at := b.Len()
+				b.Write(pp.body[f.off:f.end])
+				f.off, f.end = int32(at), int32(b.Len())
+			}
+		}
+	}
+	pp.text = b.String()
+	for i := range pp.elems {
+		el := &pp.elems[i]
 		switch {
-		case nameIs(name, "id"):
-			ev.id, _ = stringValue(value)
-		case nameIs(name, "type"):
-			ev.typ, _ = stringValue(value)
-		case nameIs(name, "created_at"):
-			ev.createdAt, _ = stringValue(value)
-		case nameIs(name, "webhook_id"):
-			ev.webhookID, _ = stringValue(value)
-		case nameIs(name, "object"):
-			object = value
+		case !el.isObject || strings.TrimSpace(pp.str(el.f[fID])) == "":
+			el.bad = ErrEventMissingID
+		case strings.TrimSpace(pp.str(el.f[fType])) == "":
+			el.bad = ErrEventMissingType
 		}
 	}
-	if strings.TrimSpace(ev.id) == "" {
-		return ev, ErrEventMissingID
+}
+
+func (pp *parsed) str(f field) string {
+	switch f.kind {
+	case fieldPlain:
+		return pp.text[f.off:f.end]
+	case fieldDecoded:
+		return pp.decoded[f.off]
 	}
-	if strings.TrimSpace(ev.typ) == "" {
-		return ev, ErrEventMissingType
-	}
-	for name, value := range members(object) {
-		if nameIs(name, "id") {
-			ev.objectID, _ = stringValue(value)
-		}
-	}
-	return ev, nil
+	return ""
+}
+
+// event returns element i as an event, with the reason it is dead-lettered
+// (ErrEventMissingID or ErrEventMissingType) if it is not one.
+func (pp *parsed) event(i int) (event, error) {
+	el := &pp.elems[i]
+	return event{
+		raw:       el.raw,
+		id:        pp.str(el.f[fID]),
+		typ:       pp.str(el.f[fType]),
+		createdAt: pp.str(el.f[fCreatedAt]),
+		webhookID: pp.str(el.f[fWebhookID]),
+		objectID:  pp.str(el.f[fObjectID]),
+	}, el.bad
 }

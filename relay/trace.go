@@ -189,42 +189,32 @@ func (t *packageTrace) verifying() childSpan {
 	return childSpan{span: s}
 }
 
-// publishing starts the producer span of publishing msgs and puts its
-// trace context on every message (addHeaders).
-func (t *packageTrace) publishing(msgs []pending) childSpan {
-	if t == nil || len(msgs) == 0 {
+// publishing starts the producer span of publishing p and puts its trace
+// context on every message of p (addHeaders).
+func (t *packageTrace) publishing(p *publication) childSpan {
+	n := p.len()
+	if t == nil || n == 0 {
 		return childSpan{}
 	}
 	attrs := make([]attribute.KeyValue, 0, 5)
 	attrs = append(attrs, messagingNATS, semconv.MessagingOperationTypeSend, semconv.MessagingOperationName(publishOp))
 	name := SpanPublish
-	if subject, ok := commonSubject(msgs); ok {
+	if subject, ok := p.commonSubject(); ok {
 		name += " " + subject
 		attrs = append(attrs, semconv.MessagingDestinationName(subject))
 	}
-	if len(msgs) == 1 {
-		attrs = append(attrs, semconv.MessagingMessageID(msgs[0].msg.Header.Get(HeaderMsgID)))
+	if n == 1 {
+		m, _ := p.msg(0)
+		attrs = append(attrs, semconv.MessagingMessageID(m.Header.Get(HeaderMsgID)))
 	} else {
-		attrs = append(attrs, semconv.MessagingBatchMessageCount(len(msgs)))
+		attrs = append(attrs, semconv.MessagingBatchMessageCount(n))
 	}
 	ctx, s := t.tracer.Start(t.ctx, name, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
 	var c traceCarrier
 	propagation.TraceContext{}.Inject(ctx, &c)
 	t.parent, t.state = c.parent, c.state
-	for _, p := range msgs {
-		t.addHeaders(p.msg.Header)
-	}
+	p.traced(t)
 	return childSpan{span: s, record: true}
-}
-
-// commonSubject is the subject of every message, if they share one.
-func commonSubject(msgs []pending) (string, bool) {
-	for _, p := range msgs[1:] {
-		if p.msg.Subject != msgs[0].msg.Subject {
-			return "", false
-		}
-	}
-	return msgs[0].msg.Subject, true
 }
 
 // addHeaders puts the package's trace context on one message's headers:

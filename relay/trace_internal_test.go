@@ -2,11 +2,12 @@ package relay
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -16,21 +17,30 @@ import (
 // traceCallSites runs what the handler does for tracing on one package of
 // msgs: the server span, the verify span, the publish span with the
 // message headers, and the end of the server span.
-func traceCallSites(h *Handler, req *http.Request, msgs []pending) {
+func traceCallSites(h *Handler, req *http.Request, msgs *publication) {
 	_, tr := h.startTrace(req)
 	v := tr.verifying()
 	v.end(nil)
 	p := tr.publishing(msgs)
 	p.end(nil)
-	tr.end(http.StatusOK, "", outcome{Events: len(msgs), Published: len(msgs)})
+	tr.end(http.StatusOK, "", outcome{Events: msgs.len(), Published: msgs.len()})
 }
 
-func benchMessages(n int) []pending {
-	msgs := make([]pending, n)
-	for i := range msgs {
-		msgs[i] = pending{msg: &nats.Msg{Subject: "upvest.order.filled", Header: nats.Header{HeaderMsgID: {"id"}}}, family: "order"}
+// benchMessages is a package of n ORDER.FILLED events, parsed as the
+// handler parses it.
+func benchMessages(h *Handler, n int) *publication {
+	var b strings.Builder
+	b.WriteString(`{"payload":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"id":"e%d","created_at":"2026-01-01T00:00:00Z","type":"ORDER.FILLED","object":{"id":"o%d"},"webhook_id":"w"}`, i, i)
 	}
-	return msgs
+	b.WriteString(`]}`)
+	h.prefix, h.sourceBase, h.types = DefaultPrefix, DefaultSourceBase, newTypeCache(DefaultPrefix)
+	p, _ := h.messages([]byte(b.String()), "")
+	return p
 }
 
 // TestTracingOffAllocatesNothing: with tracing off, by default or with the
@@ -44,13 +54,13 @@ func TestTracingOffAllocatesNothing(t *testing.T) {
 		}
 		req := httptest.NewRequest(http.MethodPost, "/webhooks/upvest", nil)
 		req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-		msgs := benchMessages(10)
+		msgs := benchMessages(h, 10)
 		if n := testing.AllocsPerRun(100, func() { traceCallSites(h, req, msgs) }); n != 0 {
 			t.Errorf("provider %T: %v allocations per package, want 0", tp, n)
 		}
-		for _, m := range msgs {
-			if len(m.msg.Header) != 1 {
-				t.Errorf("provider %T: headers %v, want only Nats-Msg-Id", tp, m.msg.Header)
+		for i := range msgs.len() {
+			if m, _ := msgs.msg(i); m.Header.Get(HeaderTraceParent) != "" {
+				t.Errorf("provider %T: message %d carries %s", tp, i, HeaderTraceParent)
 			}
 		}
 	}
@@ -70,7 +80,7 @@ func BenchmarkTraceCallSites(b *testing.B) {
 			h := &Handler{path: "/webhooks/upvest"}
 			WithTracerProvider(c.tp)(h)
 			req := httptest.NewRequest(http.MethodPost, "/webhooks/upvest", nil)
-			msgs := benchMessages(10)
+			msgs := benchMessages(h, 10)
 			b.ReportAllocs()
 			for b.Loop() {
 				traceCallSites(h, req, msgs)

@@ -124,6 +124,7 @@ type Service struct {
 	natsURL         string
 	nc              *nats.Conn
 	js              jetstream.JetStream
+	handler         *relay.Handler
 	keeper          *keeper.Keeper
 }
 
@@ -244,7 +245,7 @@ func (s *Service) Run(ctx context.Context) (err error) {
 	}
 	defer s.stopNATS()
 
-	handler, err := relay.NewHandler(cfg.WebhookPath, s.verifier, s.js,
+	s.handler, err = relay.NewHandler(cfg.WebhookPath, s.verifier, s.js,
 		relay.WithPrefix(cfg.SubjectPrefix),
 		relay.WithSourceBase(cfg.SourceBase),
 		relay.WithMaxBodyBytes(cfg.MaxBodyBytes),
@@ -277,7 +278,7 @@ func (s *Service) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	ingressSrv := relay.NewServer(cfg.ListenAddr, handler, s.log)
+	ingressSrv := relay.NewServer(cfg.ListenAddr, s.handler, s.log)
 	ingressSrv.TLSConfig = tlsConfig
 	adminSrv := relay.NewServer(cfg.AdminAddr, s.admin, s.log)
 	// Components that are stopped after the ingress has drained run under
@@ -410,8 +411,9 @@ func (s *Service) setUpStream(ctx context.Context) error {
 		s.log.Warn().Int64("nats_max_payload", max).Int64("max_body_bytes", cfg.MaxBodyBytes).
 			Msg("NATS max_payload is below RELAY_MAX_BODY_BYTES: a larger single event cannot be stored and its package is answered 503 until max_payload is raised")
 	}
-	err := broker.Retry(ctx, s.log, "stream", func(ctx context.Context) error {
-		_, err := broker.EnsureStream(ctx, s.js, cfg.Stream)
+	var stream jetstream.Stream
+	err := broker.Retry(ctx, s.log, "stream", func(ctx context.Context) (err error) {
+		stream, err = broker.EnsureStream(ctx, s.js, cfg.Stream)
 		return err
 	})
 	switch {
@@ -420,6 +422,12 @@ func (s *Service) setUpStream(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("stream %s: %w", cfg.Stream.Name, err)
 	}
+	batched := broker.BatchPublishing(stream)
+	if !batched {
+		s.log.Warn().Str("nats_server_version", s.nc.ConnectedServerVersion()).Str("stream", cfg.Stream.Name).
+			Msg("the stream does not allow fast-ingest batches (nats-server 2.14 or later needed): packages are stored in order one message at a time, several times slower")
+	}
+	s.handler.SetBatchPublishing(batched)
 	s.storable.Store(true)
 	close(s.ready)
 	s.log.Info().Str("stream", cfg.Stream.Name).Msg("stream ready; storing webhooks")

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -19,50 +16,86 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/upvest-relay/upvest-relay/broker"
 	"github.com/upvest-relay/upvest-relay/relay"
-	"github.com/upvest-relay/upvest-relay/subjects"
 	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 	"github.com/upvest-relay/upvest-relay/verify"
 )
 
-// The relay's defaults from docs/contract.md, so both runs see the stream the
-// relay would create.
+// The relay's defaults from docs/contract.md, so the floor publishes what
+// the relay would.
 const (
-	streamName  = "UPVEST"
-	prefix      = relay.DefaultPrefix
-	webhookPath = "/webhooks/upvest"
-	webhookID   = "3f1c5a2e-7b9d-4e0a-9c61-2d8b7f4a1e55"
-	maxAge      = 720 * time.Hour
-	dupWindow   = 2 * time.Hour
-	// signatureLife is how long an emulator signature stays valid
-	// (expires = created + 60 s; the verifier allows its clock skew on top).
-	signatureLife = 60 * time.Second
+	streamName    = "UPVEST"
+	subjectPrefix = relay.DefaultPrefix
+	webhookPath   = "/webhooks/upvest"
+	webhookID     = "3f1c5a2e-7b9d-4e0a-9c61-2d8b7f4a1e55"
 )
+
+// scenario is one shape of load: Webhooks senders, each with one package
+// in flight (Upvest sends a webhook's next package only after the last
+// one's 200), sending Packages packages of Events events between them.
+type scenario struct {
+	Key      string `json:"key"`
+	Name     string `json:"name"`
+	Webhooks int    `json:"webhooks"`
+	Events   int    `json:"events"`
+	Pad      int    `json:"pad_bytes_per_event,omitempty"` // 0: events as generated
+	Packages int    `json:"packages"`
+	Warmup   int    `json:"warmup"`
+	Floors   bool   `json:"floors"` // measure the floors too
+}
+
+// mib1 is a 1 MiB package: 1000 events of about 1 KiB (Upvest's largest
+// package size; the generator's events are about half that, so each
+// object carries a "notes" string to make up the rest).
+const mib1Events, mib1Pad = 1000, 1047
+
+func defaultScenarios() []scenario {
+	return []scenario{
+		{Key: "single-1mib", Name: "1 webhook, 1 MiB packages", Webhooks: 1, Events: mib1Events, Pad: mib1Pad, Packages: 20, Warmup: 3, Floors: true},
+		{Key: "single-20", Name: "1 webhook, 20-event packages", Webhooks: 1, Events: 20, Packages: 300, Warmup: 30, Floors: true},
+		{Key: "parallel8-1mib", Name: "8 webhooks, 1 MiB packages", Webhooks: 8, Events: mib1Events, Pad: mib1Pad, Packages: 48, Warmup: 8, Floors: true},
+		{Key: "parallel16-20", Name: "16 webhooks, 20-event packages", Webhooks: 16, Events: 20, Packages: 2000, Warmup: 160, Floors: true},
+		{Key: "concurrent32-1mib", Name: "32 concurrent 1 MiB packages", Webhooks: 32, Events: mib1Events, Pad: mib1Pad, Packages: 96},
+	}
+}
 
 // config is one invocation of the tool.
 type config struct {
-	Packages         int    // timed packages per run
-	EventsPerPackage int    // K
-	Concurrency      int    // C publishers / HTTP clients
-	Warmup           int    // untimed packages before each run's clock starts
-	Seed             uint64 // event generator seed
-	Diagnostic       bool   // also run the relay without signature check
+	Relay      string        `json:"relay"`      // relay binary; "" builds ./cmd/relay
+	InProcess  bool          `json:"in_process"` // a relay.Handler in this process instead
+	Runs       int           `json:"runs"`
+	Only       []string      `json:"scenarios"`
+	Scale      float64       `json:"scale"` // multiplies packages and warm-up
+	Seed       uint64        `json:"seed"`
+	Soak       time.Duration `json:"soak,omitempty"`
+	SyncAlways bool          `json:"sync_always"`
 }
 
-// result is one timed run.
+// result is one timed measurement.
 type result struct {
-	Name    string
-	Events  int
-	Elapsed time.Duration
-	Latency []time.Duration // per package, sorted
-	CPU     time.Duration   // user+system CPU of the whole process while timed
+	Events  int             `json:"events"`
+	Elapsed time.Duration   `json:"elapsed_ns"`
+	Latency []time.Duration `json:"-"` // per package, sorted
+	P50     time.Duration   `json:"p50_ns"`
+	P99     time.Duration   `json:"p99_ns"`
+	Max     time.Duration   `json:"max_ns"`
+	Rate    float64         `json:"events_per_s"`
+	Usage   *usage          `json:"relay_usage,omitempty"` // relay runs against a process
+	// LoadCPU is this process's CPU time while timed: the NATS server and
+	// the senders (with -inprocess, the relay too).
+	LoadCPU time.Duration `json:"load_cpu_ns"`
 }
 
-func (r *result) rate() float64 { return float64(r.Events) / r.Elapsed.Seconds() }
+func newResult(events int, elapsed time.Duration, lat []time.Duration) *result {
+	slices.Sort(lat)
+	r := &result{Events: events, Elapsed: elapsed, Latency: lat}
+	r.P50, r.P99, r.Max = r.pct(.50), r.pct(.99), r.pct(1)
+	r.Rate = float64(events) / elapsed.Seconds()
+	return r
+}
 
 // pct is the p-th percentile (0..1] of the per-package latencies.
 func (r *result) pct(p float64) time.Duration {
@@ -70,40 +103,91 @@ func (r *result) pct(p float64) time.Duration {
 	return r.Latency[min(max(i, 0), len(r.Latency)-1)]
 }
 
-func (r *result) cpuPerEvent() time.Duration { return r.CPU / time.Duration(r.Events) }
+// run is one repetition of a scenario.
+type run struct {
+	Floor       *result `json:"floor,omitempty"`
+	FloorVerify *result `json:"floor_verify,omitempty"`
+	Relay       *result `json:"relay"`
+}
+
+// ratios of one run: the relay against the floor without and with one
+// signature verification per package.
+type ratios struct {
+	P50        float64 `json:"p50"`        // relay p50 ÷ floor p50 (time per package)
+	P50Verify  float64 `json:"p50_verify"` // relay p50 ÷ (floor + verify) p50
+	Rate       float64 `json:"rate"`       // relay events/s ÷ floor events/s
+	RateVerify float64 `json:"rate_verify"`
+	P99        float64 `json:"p99"`
+	P99Verify  float64 `json:"p99_verify"`
+}
+
+func (r run) ratios() ratios {
+	if r.Floor == nil || r.FloorVerify == nil {
+		return ratios{}
+	}
+	div := func(a, b time.Duration) float64 { return float64(a) / float64(b) }
+	return ratios{
+		P50: div(r.Relay.P50, r.Floor.P50), P50Verify: div(r.Relay.P50, r.FloorVerify.P50),
+		Rate: r.Relay.Rate / r.Floor.Rate, RateVerify: r.Relay.Rate / r.FloorVerify.Rate,
+		P99: div(r.Relay.P99, r.Floor.P99), P99Verify: div(r.Relay.P99, r.FloorVerify.P99),
+	}
+}
+
+// scenarioReport is a scenario's runs and the medians over them.
+type scenarioReport struct {
+	scenario
+	Bytes  int    `json:"bytes_per_package"`
+	Runs   []run  `json:"runs"`
+	Median run    `json:"median"`        // per field, over the runs
+	Ratios ratios `json:"median_ratios"` // per ratio, over the runs
+	// Allocs and CPU per event in the relay process (median relay run).
+	AllocsPerEvent float64       `json:"relay_allocs_per_event,omitempty"`
+	CPUPerEvent    time.Duration `json:"relay_cpu_per_event_ns,omitempty"`
+	PeakRSS        uint64        `json:"relay_peak_rss_bytes,omitempty"` // highest over the runs
+}
 
 // report is everything one invocation measured.
 type report struct {
-	Config   config
-	Procs    int
-	Raw      *result
-	Relay    *result
-	NoVerify *result       // nil unless Config.Diagnostic
-	Verify   time.Duration // one Verify call, single goroutine, mean
-	Sign     time.Duration // wall time to sign every package (not timed)
+	Config        config           `json:"config"`
+	Procs         int              `json:"gomaxprocs"`
+	ServerVersion string           `json:"nats_server_version"`
+	Verify        time.Duration    `json:"verify_ns"` // one Verify, one goroutine, mean
+	Scenarios     []scenarioReport `json:"scenarios"`
+	Soak          *soakReport      `json:"soak,omitempty"`
+	Targets       []targetResult   `json:"targets"`
 }
 
-// pkg is one webhook package: its body, the messages an ideal relay
-// publishes for it, and the headers Upvest's signature put on it.
-type pkg struct {
-	body   []byte
-	msgs   []*nats.Msg
-	header http.Header
+// loader holds what every measurement shares.
+type loader struct {
+	cfg      config
+	js       jetstream.JetStream
+	stream   jetstream.Stream
+	emu      *emulator.Server
+	verifier *verify.Verifier
+	target   target
+	log      zerolog.Logger
 }
 
-// run starts an embedded JetStream server and the emulator, measures the
-// raw floor, then the relay (and optionally the relay without signature
-// check), checking every answer and the stored count of each run.
-func run(ctx context.Context, cfg config, log zerolog.Logger) (*report, error) {
-	if cfg.Packages < 1 || cfg.EventsPerPackage < 1 || cfg.Concurrency < 1 || cfg.Warmup < 0 {
-		return nil, errors.New("packages, events-per-package and concurrency must be positive, warmup not negative")
+// runAll starts a JetStream server, the emulator (for keys and signatures)
+// and the relay, then measures every selected scenario.
+func runAll(ctx context.Context, cfg config, log zerolog.Logger) (*report, error) {
+	if cfg.Runs < 1 || cfg.Scale <= 0 {
+		return nil, errors.New("runs must be at least 1 and scale positive")
+	}
+	scs, err := selectScenarios(cfg.Only, cfg.Scale)
+	if err != nil {
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "relay-load-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := broker.StartEmbedded(dir, log.Level(zerolog.WarnLevel), broker.WithPort(-1))
+	opts := []broker.EmbeddedOption{broker.WithPort(-1)}
+	if cfg.SyncAlways {
+		opts = append(opts, broker.WithSync(0))
+	}
+	srv, err := broker.StartEmbedded(filepath.Join(dir, "nats"), log.Level(zerolog.WarnLevel), opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -134,137 +218,172 @@ func run(ctx context.Context, cfg config, log zerolog.Logger) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-
-	rep := &report{Config: cfg, Procs: runtime.GOMAXPROCS(0)}
-	pkgs, err := makePackages(emulator.NewGenerator(cfg.Seed), cfg.Warmup+cfg.Packages, cfg.EventsPerPackage)
-	if err != nil {
-		return nil, err
+	l := &loader{cfg: cfg, js: js, emu: emu, verifier: verifier, log: log}
+	conns := relay.DefaultMaxInFlight
+	for _, sc := range scs {
+		conns = max(conns, sc.Webhooks)
 	}
-	log.Info().Int("packages", len(pkgs)).Int("bytes_per_package", len(pkgs[0].body)).Msg("events generated")
-
-	rep.Raw, err = measure(ctx, js, cfg, "raw JetStream (floor)", func(ctx context.Context, i int) error {
-		return publishRaw(js, pkgs[i].msgs)
-	})
-	if err != nil {
-		return nil, err
-	}
-	log.Info().Float64("events_per_s", rep.Raw.rate()).Msg("raw floor done")
-
-	// Sign every package now, before the relay's clock starts: signing is
-	// Upvest's cost. The signatures expire 60 s later.
-	signedAt := time.Now()
-	if _, err := parallel(ctx, len(pkgs), cfg.Concurrency, func(_ context.Context, i int) error {
-		return sign(emu, &pkgs[i])
-	}); err != nil {
-		return nil, err
-	}
-	rep.Sign = time.Since(signedAt)
-	if rep.Verify, err = verifyCost(ctx, verifier, pkgs[:min(len(pkgs), 100)]); err != nil {
-		return nil, err
-	}
-	log.Info().Int64("sign_ms", rep.Sign.Milliseconds()).Float64("verify_each_ms", float64(rep.Verify.Microseconds())/1000).Msg("packages signed")
-
-	if rep.Relay, err = measureRelay(ctx, js, cfg, "relay", verifier, pkgs, log); err != nil {
-		return nil, err
-	}
-	if d := time.Since(signedAt); d > signatureLife {
-		log.Warn().Int64("since_signing_ms", d.Milliseconds()).Msg("the relay run outlived the signatures' 60 s; use fewer packages")
-	}
-	log.Info().Float64("events_per_s", rep.Relay.rate()).Msg("relay done")
-
-	if cfg.Diagnostic {
-		acceptAll := verifierFunc(func(context.Context, *http.Request, []byte) error { return nil })
-		if rep.NoVerify, err = measureRelay(ctx, js, cfg, "relay, no signature check (diagnostic)", acceptAll, pkgs, log); err != nil {
+	if cfg.InProcess {
+		if _, err := broker.EnsureStream(ctx, js, streamOptions()); err != nil {
 			return nil, err
 		}
-		log.Info().Float64("events_per_s", rep.NoVerify.rate()).Msg("diagnostic run done")
+		if l.target, err = startInProcess(js, verifier, conns, log); err != nil {
+			return nil, err
+		}
+	} else {
+		bin := cfg.Relay
+		if bin == "" {
+			log.Info().Msg("building ./cmd/relay")
+			if bin, err = buildRelay(ctx, dir); err != nil {
+				return nil, err
+			}
+		}
+		// The relay creates the stream, as in production.
+		if l.target, err = startProcess(ctx, bin, dir, srv.ClientURL(), jwks, conns); err != nil {
+			return nil, err
+		}
 	}
+	defer l.target.close()
+	if l.stream, err = js.Stream(ctx, streamName); err != nil {
+		return nil, err
+	}
+
+	rep := &report{Config: cfg, Procs: runtime.GOMAXPROCS(0), ServerVersion: nc.ConnectedServerVersion()}
+	gen := emulator.NewGenerator(cfg.Seed)
+	for _, sc := range scs {
+		tmpl, err := newTemplate(gen, sc.Events, sc.Pad)
+		if err != nil {
+			return nil, err
+		}
+		if rep.Verify == 0 {
+			if rep.Verify, err = l.verifyCost(ctx, tmpl); err != nil {
+				return nil, err
+			}
+		}
+		sr := scenarioReport{scenario: sc, Bytes: len(tmpl.body)}
+		for i := range cfg.Runs {
+			log.Info().Str("scenario", sc.Name).Int("run", i+1).Msg("measuring")
+			r, err := l.runScenario(ctx, sc, tmpl)
+			if err != nil {
+				return nil, fmt.Errorf("%s, run %d: %w", sc.Name, i+1, err)
+			}
+			sr.Runs = append(sr.Runs, r)
+		}
+		sr.summarize()
+		rep.Scenarios = append(rep.Scenarios, sr)
+	}
+	if cfg.Soak > 0 {
+		sc := defaultScenarios()[4]
+		tmpl, err := newTemplate(gen, sc.Events, sc.Pad)
+		if err != nil {
+			return nil, err
+		}
+		if rep.Soak, err = l.soak(ctx, sc, tmpl, cfg.Soak); err != nil {
+			return nil, fmt.Errorf("soak: %w", err)
+		}
+	}
+	rep.Targets = evaluate(rep)
 	return rep, nil
 }
 
-// verifierFunc adapts a function to relay.Verifier. It exists only for the
-// labelled diagnostic run; the relay itself never runs without a
-// verify.Verifier.
-type verifierFunc func(ctx context.Context, r *http.Request, body []byte) error
-
-func (f verifierFunc) Verify(ctx context.Context, r *http.Request, body []byte) error {
-	return f(ctx, r, body)
+func streamOptions() broker.StreamOptions {
+	return broker.StreamOptions{Name: streamName, Prefix: subjectPrefix, MaxAge: 720 * time.Hour, Replicas: 1, Duplicates: 2 * time.Hour}
 }
 
-// wireEvent is an element of a package's payload, in Upvest's field order.
-type wireEvent struct {
-	ID        string          `json:"id"`
-	CreatedAt string          `json:"created_at"`
-	Type      string          `json:"type"`
-	Object    json.RawMessage `json:"object"`
-	WebhookID string          `json:"webhook_id"`
-}
-
-// makePackages generates n packages of k realistic events, each with the
-// CloudEvent messages the relay publishes for it (docs/contract.md headers).
-func makePackages(g *emulator.Generator, n, k int) ([]pkg, error) {
-	pkgs := make([]pkg, n)
-	for i := range pkgs {
-		raws := make([][]byte, k)
-		msgs := make([]*nats.Msg, k)
-		for j, e := range g.Batch(k) {
-			obj, err := json.Marshal(e.Object)
-			if err != nil {
-				return nil, err
-			}
-			var o struct {
-				ID string `json:"id"`
-			}
-			_ = json.Unmarshal(obj, &o)
-			w := wireEvent{e.ID, e.CreatedAt.UTC().Format(time.RFC3339Nano), e.Type, obj, webhookID}
-			if raws[j], err = json.Marshal(w); err != nil {
-				return nil, err
-			}
-			h := nats.Header{
-				relay.HeaderSpecVersion:     {"1.0"},
-				relay.HeaderID:              {w.ID},
-				relay.HeaderSource:          {relay.DefaultSourceBase + "/webhooks/" + webhookID},
-				relay.HeaderType:            {subjects.EventType(w.Type)},
-				relay.HeaderTime:            {w.CreatedAt},
-				relay.HeaderSubject:         {o.ID},
-				relay.HeaderDataContentType: {"application/json"},
-				relay.HeaderContentType:     {"application/json"},
-				relay.HeaderMsgID:           {w.ID},
-			}
-			msgs[j] = &nats.Msg{Subject: subjects.For(prefix, w.Type), Header: h, Data: raws[j]}
+func selectScenarios(only []string, scale float64) ([]scenario, error) {
+	var out []scenario
+	for _, sc := range defaultScenarios() {
+		if len(only) > 0 && !slices.Contains(only, sc.Key) {
+			continue
 		}
-		body := append([]byte(`{"payload":[`), bytes.Join(raws, []byte(","))...)
-		pkgs[i] = pkg{body: append(body, "]}"...), msgs: msgs}
+		sc.Packages = max(1, int(float64(sc.Packages)*scale))
+		sc.Warmup = int(float64(sc.Warmup) * scale)
+		out = append(out, sc)
 	}
-	return pkgs, nil
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no scenario among %v", only)
+	}
+	return out, nil
 }
 
-// sign signs p as Upvest signs a delivery to the webhook path; the
-// signature does not cover the host, so any relay address accepts it.
-func sign(emu *emulator.Server, p *pkg) error {
-	req, err := http.NewRequest(http.MethodPost, "http://relay"+webhookPath, nil)
+// runScenario measures the floor, the floor with one verification per
+// package and the relay, each on fresh packages.
+func (l *loader) runScenario(ctx context.Context, sc scenario, tmpl *template) (run, error) {
+	var r run
+	var err error
+	n := sc.Warmup + sc.Packages
+	if sc.Floors {
+		pkgs := instances(tmpl, n, true)
+		if r.Floor, err = l.measure(ctx, sc, pkgs, false, func(ctx context.Context, p *pkg) error {
+			return publishRaw(ctx, l.js, p.msgs)
+		}); err != nil {
+			return r, fmt.Errorf("floor: %w", err)
+		}
+		pkgs = instances(tmpl, n, true)
+		if err := l.signAll(pkgs); err != nil {
+			return r, err
+		}
+		if r.FloorVerify, err = l.measure(ctx, sc, pkgs, false, func(ctx context.Context, p *pkg) error {
+			if err := l.verifyOne(ctx, p); err != nil {
+				return err
+			}
+			return publishRaw(ctx, l.js, p.msgs)
+		}); err != nil {
+			return r, fmt.Errorf("floor + verify: %w", err)
+		}
+	}
+	pkgs := instances(tmpl, n, false)
+	if err := l.signAll(pkgs); err != nil {
+		return r, err
+	}
+	if r.Relay, err = l.measure(ctx, sc, pkgs, true, l.target.post); err != nil {
+		return r, fmt.Errorf("relay: %w", err)
+	}
+	return r, nil
+}
+
+func instances(t *template, n int, msgs bool) []*pkg {
+	out := make([]*pkg, n)
+	for i := range out {
+		out[i] = t.instance(msgs)
+	}
+	return out
+}
+
+// signAll signs the packages as Upvest would, before any clock starts
+// (signing is Upvest's cost). The signatures expire 60 s later.
+func (l *loader) signAll(pkgs []*pkg) error {
+	_, err := parallel(context.Background(), len(pkgs), runtime.GOMAXPROCS(0), func(_ context.Context, i int) error {
+		return sign(l.emu, pkgs[i])
+	})
+	return err
+}
+
+// verifyOne is the relay's unavoidable per-package work: one verification
+// of the signature and the digest.
+func (l *loader) verifyOne(ctx context.Context, p *pkg) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://relay"+webhookPath, nil)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	if err := emu.SignDelivery(req, p.body); err != nil {
-		return err
+	req.Header = p.header
+	if err := l.verifier.Verify(ctx, req, p.body); err != nil {
+		return fmt.Errorf("verifying an emulator signature: %w", err)
 	}
-	p.header = req.Header
 	return nil
 }
 
-// verifyCost is the mean time of one Verify, on one goroutine.
-func verifyCost(ctx context.Context, v *verify.Verifier, pkgs []pkg) (time.Duration, error) {
+// verifyCost is the mean time of one Verify of a package of tmpl's size,
+// on one goroutine.
+func (l *loader) verifyCost(ctx context.Context, tmpl *template) (time.Duration, error) {
+	pkgs := instances(tmpl, 20, false)
+	if err := l.signAll(pkgs); err != nil {
+		return 0, err
+	}
 	start := time.Now()
 	for _, p := range pkgs {
-		req, err := http.NewRequest(http.MethodPost, "http://relay"+webhookPath, nil)
-		if err != nil {
+		if err := l.verifyOne(ctx, p); err != nil {
 			return 0, err
-		}
-		req.Header = p.header
-		if err := v.Verify(ctx, req, p.body); err != nil {
-			return 0, fmt.Errorf("verifying an emulator signature: %w", err)
 		}
 	}
 	return time.Since(start) / time.Duration(len(pkgs)), nil
@@ -272,7 +391,7 @@ func verifyCost(ctx context.Context, v *verify.Verifier, pkgs []pkg) (time.Durat
 
 // publishRaw is what an ideal relay does for one package: publish every
 // message asynchronously, then wait for every PubAck.
-func publishRaw(js jetstream.JetStream, msgs []*nats.Msg) error {
+func publishRaw(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) error {
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
 		f, err := js.PublishMsgAsync(m)
@@ -289,90 +408,57 @@ func publishRaw(js jetstream.JetStream, msgs []*nats.Msg) error {
 			}
 		case err := <-f.Err():
 			return err
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 	return nil
 }
 
-// measureRelay runs a relay.Handler with verifier v behind a real HTTP
-// server on loopback, wired as cmd/relay wires it (a logger and metrics,
-// both costing what they cost in production), and POSTs every package.
-func measureRelay(ctx context.Context, js jetstream.JetStream, cfg config, name string, v relay.Verifier, pkgs []pkg, log zerolog.Logger) (*result, error) {
-	h, err := relay.NewHandler(webhookPath, v, js,
-		relay.WithLogger(zerolog.New(io.Discard).Level(zerolog.InfoLevel)),
-		relay.WithRegisterer(prometheus.NewRegistry()),
-		relay.WithMaxInFlight(max(relay.DefaultMaxInFlight, cfg.Concurrency)))
-	if err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	hs := relay.NewServer(ln.Addr().String(), h, log)
-	go func() { _ = hs.Serve(ln) }()
-	defer hs.Close()
-	url := "http://" + ln.Addr().String() + webhookPath
-	tr := &http.Transport{MaxIdleConnsPerHost: cfg.Concurrency}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-
-	return measure(ctx, js, cfg, name, func(ctx context.Context, i int) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(pkgs[i].body))
-		if err != nil {
-			return err
-		}
-		req.Header = pkgs[i].header.Clone()
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("package %d: status %d: %s", i, resp.StatusCode, answer)
-		}
-		return nil
-	})
-}
-
-// measure creates the stream, sends the warm-up packages, then times the
-// rest, and checks that the stream holds exactly one message per event
-// before deleting it, so each run starts from the same empty stream.
-func measure(ctx context.Context, js jetstream.JetStream, cfg config, name string, send func(context.Context, int) error) (*result, error) {
-	stream, err := broker.EnsureStream(ctx, js, broker.StreamOptions{
-		Name: streamName, Prefix: prefix, MaxAge: maxAge, Replicas: 1, Duplicates: dupWindow,
-	})
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), streamName) }()
-
-	if _, err := parallel(ctx, cfg.Warmup, cfg.Concurrency, send); err != nil {
-		return nil, fmt.Errorf("%s warm-up: %w", name, err)
+// measure sends the warm-up packages, then times the rest from
+// sc.Webhooks senders, and checks that the stream holds exactly one
+// message per event before purging it.
+func (l *loader) measure(ctx context.Context, sc scenario, pkgs []*pkg, relayRun bool, send func(context.Context, *pkg) error) (*result, error) {
+	if _, err := parallel(ctx, sc.Warmup, sc.Webhooks, func(ctx context.Context, i int) error {
+		return send(ctx, pkgs[i])
+	}); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
 	}
 	runtime.GC()
+	var u0 usage
+	if relayRun {
+		l.target.resetPeak()
+		u0, _ = l.target.usage()
+	}
 	cpu0 := cpuTime()
 	start := time.Now()
-	lat, err := parallel(ctx, cfg.Packages, cfg.Concurrency, func(ctx context.Context, i int) error {
-		return send(ctx, cfg.Warmup+i)
+	lat, err := parallel(ctx, sc.Packages, sc.Webhooks, func(ctx context.Context, i int) error {
+		return send(ctx, pkgs[sc.Warmup+i])
 	})
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, err
 	}
-
-	info, err := stream.Info(ctx)
+	r := newResult(sc.Packages*sc.Events, elapsed, lat)
+	r.LoadCPU = cpu
+	if relayRun {
+		if u1, ok := l.target.usage(); ok {
+			u := u1.minus(u0)
+			r.Usage = &u
+		}
+	}
+	info, err := l.stream.Info(ctx)
 	if err != nil {
 		return nil, err
 	}
-	want := uint64((cfg.Warmup + cfg.Packages) * cfg.EventsPerPackage)
-	if info.State.Msgs != want {
-		return nil, fmt.Errorf("%s: stream holds %d messages, want %d", name, info.State.Msgs, want)
+	if want := uint64(len(pkgs) * sc.Events); info.State.Msgs != want {
+		return nil, fmt.Errorf("stream holds %d messages, want %d", info.State.Msgs, want)
 	}
-	slices.Sort(lat)
-	return &result{Name: name, Events: cfg.Packages * cfg.EventsPerPackage, Elapsed: elapsed, Latency: lat, CPU: cpu}, nil
+	if err := l.stream.Purge(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // parallel calls do for 0..n-1 from c goroutines and returns each call's
@@ -388,7 +474,7 @@ func parallel(ctx context.Context, n, c int, do func(context.Context, int) error
 			for i := int(next.Add(1)) - 1; i < n && ctx.Err() == nil; i = int(next.Add(1)) - 1 {
 				t := time.Now()
 				if err := do(ctx, i); err != nil {
-					cancel(err)
+					cancel(fmt.Errorf("package %d: %w", i, err))
 					return
 				}
 				lat[i] = time.Since(t)
@@ -400,4 +486,77 @@ func parallel(ctx context.Context, n, c int, do func(context.Context, int) error
 		return nil, err
 	}
 	return lat, nil
+}
+
+// summarize fills the medians over the runs.
+func (s *scenarioReport) summarize() {
+	pick := func(get func(run) *result) *result {
+		var rs []*result
+		for _, r := range s.Runs {
+			if x := get(r); x != nil {
+				rs = append(rs, x)
+			}
+		}
+		if len(rs) == 0 {
+			return nil
+		}
+		m := &result{
+			Events:  rs[0].Events,
+			Elapsed: medianOf(rs, func(r *result) time.Duration { return r.Elapsed }),
+			P50:     medianOf(rs, func(r *result) time.Duration { return r.P50 }),
+			P99:     medianOf(rs, func(r *result) time.Duration { return r.P99 }),
+			Max:     medianOf(rs, func(r *result) time.Duration { return r.Max }),
+			LoadCPU: medianOf(rs, func(r *result) time.Duration { return r.LoadCPU }),
+		}
+		m.Rate = float64(m.Events) / m.Elapsed.Seconds()
+		if rs[0].Usage != nil {
+			m.Usage = &usage{
+				CPU:     medianOf(rs, func(r *result) time.Duration { return r.Usage.CPU }),
+				Mallocs: uint64(medianOf(rs, func(r *result) time.Duration { return time.Duration(r.Usage.Mallocs) })),
+				Package: medianOf(rs, func(r *result) time.Duration { return r.Usage.Package }),
+				Publish: medianOf(rs, func(r *result) time.Duration { return r.Usage.Publish }),
+				GCs:     uint64(medianOf(rs, func(r *result) time.Duration { return time.Duration(r.Usage.GCs) })),
+			}
+			for _, r := range rs {
+				m.Usage.PeakRSS = max(m.Usage.PeakRSS, r.Usage.PeakRSS)
+			}
+		}
+		return m
+	}
+	s.Median = run{
+		Floor:       pick(func(r run) *result { return r.Floor }),
+		FloorVerify: pick(func(r run) *result { return r.FloorVerify }),
+		Relay:       pick(func(r run) *result { return r.Relay }),
+	}
+	rs := make([]ratios, len(s.Runs))
+	for i, r := range s.Runs {
+		rs[i] = r.ratios()
+	}
+	f := func(get func(ratios) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = get(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	s.Ratios = ratios{
+		P50: f(func(r ratios) float64 { return r.P50 }), P50Verify: f(func(r ratios) float64 { return r.P50Verify }),
+		Rate: f(func(r ratios) float64 { return r.Rate }), RateVerify: f(func(r ratios) float64 { return r.RateVerify }),
+		P99: f(func(r ratios) float64 { return r.P99 }), P99Verify: f(func(r ratios) float64 { return r.P99Verify }),
+	}
+	if u := s.Median.Relay.Usage; u != nil {
+		s.AllocsPerEvent = float64(u.Mallocs) / float64(s.Median.Relay.Events)
+		s.CPUPerEvent = u.CPU / time.Duration(s.Median.Relay.Events)
+		s.PeakRSS = u.PeakRSS
+	}
+}
+
+func medianOf[T any](xs []T, get func(T) time.Duration) time.Duration {
+	v := make([]time.Duration, len(xs))
+	for i, x := range xs {
+		v[i] = get(x)
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }

@@ -9,35 +9,44 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// TestRunSmall runs every phase with tiny numbers so the tool cannot rot.
-// It asserts no timing, only that each run completes (every answer 200, the
-// stream holding exactly one message per event, which run checks) and that
-// the report adds up.
+// TestRunSmall runs every scenario with tiny numbers, against a relay
+// process and in process, so the tool cannot rot. It asserts no timing,
+// only that every run completes (every answer 200, the stream holding
+// exactly one message per event, which measure checks) and that the
+// report adds up.
 func TestRunSmall(t *testing.T) {
-	cfg := config{Packages: 6, EventsPerPackage: 3, Concurrency: 2, Warmup: 2, Seed: 7, Diagnostic: true}
-	rep, err := run(context.Background(), cfg, zerolog.New(zerolog.NewTestWriter(t)))
-	if err != nil {
-		t.Fatalf("run: %v", err)
+	if testing.Short() {
+		t.Skip("builds and runs the relay")
 	}
-	for _, r := range []*result{rep.Raw, rep.Relay, rep.NoVerify} {
-		if r == nil {
-			t.Fatal("a run is missing from the report")
+	for _, inProcess := range []bool{false, true} {
+		cfg := config{InProcess: inProcess, Runs: 1, Scale: 0.01, Seed: 7}
+		rep, err := runAll(context.Background(), cfg, zerolog.New(zerolog.NewTestWriter(t)))
+		if err != nil {
+			t.Fatalf("in process %v: %v", inProcess, err)
 		}
-		if got, want := r.Events, cfg.Packages*cfg.EventsPerPackage; got != want {
-			t.Errorf("%s: %d events timed, want %d", r.Name, got, want)
+		if len(rep.Scenarios) != len(defaultScenarios()) {
+			t.Fatalf("%d scenarios reported, want %d", len(rep.Scenarios), len(defaultScenarios()))
 		}
-		if got := len(r.Latency); got != cfg.Packages {
-			t.Errorf("%s: %d latencies, want %d", r.Name, got, cfg.Packages)
+		for _, s := range rep.Scenarios {
+			if s.Median.Relay == nil || s.Median.Relay.Events != s.Packages*s.Events {
+				t.Errorf("%s: relay result %+v, want %d events", s.Name, s.Median.Relay, s.Packages*s.Events)
+			}
+			if s.Floors && (s.Median.Floor == nil || s.Median.FloorVerify == nil || s.Ratios.P50 == 0) {
+				t.Errorf("%s: floors or ratios missing: %+v", s.Name, s.Ratios)
+			}
+			if !inProcess && (s.AllocsPerEvent <= 0 || s.PeakRSS == 0) {
+				t.Errorf("%s: relay process usage missing: %v allocs/event, peak RSS %d", s.Name, s.AllocsPerEvent, s.PeakRSS)
+			}
 		}
-	}
-	if rep.Verify <= 0 {
-		t.Errorf("verify cost = %s, want > 0", rep.Verify)
-	}
-	var out bytes.Buffer
-	writeReport(&out, rep)
-	for _, want := range []string{"raw JetStream (floor)", "relay ÷ floor: throughput", "signature verification"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("output lacks %q:\n%s", want, out.String())
+		if rep.Verify <= 0 {
+			t.Errorf("verify cost = %s, want > 0", rep.Verify)
+		}
+		var out bytes.Buffer
+		writeReport(&out, rep)
+		for _, want := range []string{"floor + verify", "relay ÷ floor", "targets:", "32 concurrent 1 MiB packages"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("output lacks %q:\n%s", want, out.String())
+			}
 		}
 	}
 }
