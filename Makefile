@@ -86,9 +86,9 @@ demo: run
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
-## load: relay vs raw-JetStream floor in one run (events/s, latency percentiles, ratios); LOADFLAGS e.g. -packages 1000
-load:
-	$(GO) run ./cmd/relay-load $(LOADFLAGS)
+## load: the relay process against JetStream's own floor (docs/performance.md); LOADFLAGS e.g. -runs 5 -scenarios parallel16-20
+load: build
+	$(GO) run ./cmd/relay-load -relay $(BIN) $(LOADFLAGS)
 
 ## examples: build and run the example consumer's test against an embedded JetStream
 examples:

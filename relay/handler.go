@@ -310,10 +310,10 @@ func (h *Handler) admitBody(w http.ResponseWriter, r *http.Request) (body []byte
 	return body, func() error { return nil }, release, nil
 }
 
-// messages turns a verified body into the messages to publish, built one
-// at a time as they are published: one per event, a dead letter per
-// malformed event, or a single dead letter for a body that is not a
-// package.
+// messages turns a body that matches its digest into the messages to
+// publish once its signature holds, built one at a time as they are
+// published: one per event, a dead letter per malformed event, or a single
+// dead letter for a body that is not a package. It only reads the body.
 func (h *Handler) messages(body []byte, requestID string) (*publication, outcome) {
 	p := &publication{body: body, requestID: requestID, b: newMsgBuilder(h.prefix, h.sourceBase, h.types)}
 	pp, err := parsePackage(body)
