@@ -3,21 +3,13 @@ package service_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -229,8 +221,17 @@ func TestIngressOverTLSReloadsTheCertificate(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	dir := t.TempDir()
+	ca := testkit.NewCA(t)
+	// A new pair, written over the files as a rotation does; the name tells
+	// which is served.
+	rotate := func(cn string) string {
+		certPEM, keyPEM := ca.Issue(t, cn, x509.ExtKeyUsageServerAuth)
+		testkit.WriteFile(t, f.cfg.TLSCertFile, certPEM)
+		testkit.WriteFile(t, f.cfg.TLSKeyFile, keyPEM)
+		return cn
+	}
 	f.cfg.TLSCertFile, f.cfg.TLSKeyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	first := writeCert(t, f.cfg.TLSCertFile, f.cfg.TLSKeyFile, "first")
+	first := rotate("first")
 	svc := f.start(t)
 	<-svc.Ready()
 	addr := svc.IngressAddr()
@@ -249,54 +250,14 @@ func TestIngressOverTLSReloadsTheCertificate(t *testing.T) {
 	if _, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11}); err == nil {
 		t.Error("a TLS 1.1 handshake succeeded")
 	}
-	pool := x509.NewCertPool()
-	pemBytes, _ := os.ReadFile(f.cfg.TLSCertFile)
-	pool.AppendCertsFromPEM(pemBytes)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
 	if code, body := f.post(t, client, "https://"+addr+"/webhooks/upvest"); code != http.StatusOK {
 		t.Errorf("signed package over TLS = %d %s, want 200", code, body)
 	}
 
-	second := writeCert(t, f.cfg.TLSCertFile, f.cfg.TLSKeyFile, "second")
+	second := rotate("second")
 	testkit.Eventually(t, 15*time.Second, "the new certificate is served", func() bool { return serial() == second })
 	checkLogKeys(t, f.log.String())
-}
-
-// writeCert writes a self-signed certificate for 127.0.0.1 named cn and
-// its key, replacing the files as a rotation does, and returns cn.
-func writeCert(t *testing.T, certFile, keyFile, cn string) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for file, block := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: der}, keyFile: {Type: "EC PRIVATE KEY", Bytes: kder}} {
-		tmp := file + ".tmp"
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, file); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return cn
 }
 
 func TestNewRefusesConfigThatCannotWork(t *testing.T) {

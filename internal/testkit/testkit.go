@@ -1,6 +1,7 @@
-// Package testkit holds the two helpers every package's tests share: a
-// poll with a deadline, for anything that happens in its own time, and a
-// log buffer that concurrent writers (loggers, NATS callbacks) may share.
+// Package testkit holds what every package's tests share: a poll with a
+// deadline, for anything that happens in its own time; a log buffer that
+// concurrent writers (loggers, NATS callbacks) may share; and a
+// certificate authority for TLS tests.
 package testkit
 
 import (
