@@ -99,19 +99,7 @@ func testConfig(t *testing.T, env ...string) config.Config {
 // its events on the stream, ready, clean stop.
 func TestServeWithOnlyAKeysFile(t *testing.T) {
 	t.Parallel()
-	emu, err := emulator.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emu.Close()
-	jwks, err := emu.JWKS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keysFile := filepath.Join(t.TempDir(), "keys.json")
-	if err := os.WriteFile(keysFile, jwks, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	emu, keysFile := emulatorWithKeysFile(t)
 	a, stop := startApp(t, testConfig(t, "RELAY_VERIFY_KEYS_FILE="+keysFile))
 
 	get := func(path string) int {
@@ -269,6 +257,26 @@ func TestDeliveryThroughRelayExactlyOnceAcrossRestart(t *testing.T) {
 			t.Errorf("event %s stored %d times", id, n)
 		}
 	}
+}
+
+// emulatorWithKeysFile starts an emulator and writes its verification
+// keys where RELAY_VERIFY_KEYS_FILE can name them.
+func emulatorWithKeysFile(t *testing.T) (*emulator.Server, string) {
+	t.Helper()
+	emu, err := emulator.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emu.Close)
+	jwks, err := emu.JWKS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := filepath.Join(t.TempDir(), "keys.json")
+	if err := os.WriteFile(keys, jwks, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return emu, keys
 }
 
 // newTenant creates a tenant at the emulator and writes its signing key

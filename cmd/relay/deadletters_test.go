@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,7 +13,6 @@ import (
 
 	"github.com/upvest-relay/upvest-relay/config/configtest"
 	"github.com/upvest-relay/upvest-relay/relay"
-	"github.com/upvest-relay/upvest-relay/upvest/emulator"
 )
 
 // TestDeadlettersCommand drives relay deadletters list, show and redrive
@@ -24,19 +21,7 @@ import (
 // refused), which redrive turns into its events, once.
 func TestDeadlettersCommand(t *testing.T) {
 	t.Parallel()
-	emu, err := emulator.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emu.Close)
-	jwks, err := emu.JWKS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := filepath.Join(t.TempDir(), "keys.json")
-	if err := os.WriteFile(keys, jwks, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	emu, keys := emulatorWithKeysFile(t)
 	env := []string{
 		"RELAY_VERIFY_KEYS_FILE=" + keys,
 		"RELAY_DATA_DIR=" + t.TempDir(),

@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -34,19 +32,7 @@ type replayFixture struct {
 
 func newReplayFixture(t *testing.T) *replayFixture {
 	t.Helper()
-	emu, err := emulator.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emu.Close)
-	jwks, err := emu.JWKS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := filepath.Join(t.TempDir(), "keys.json")
-	if err := os.WriteFile(keys, jwks, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	emu, keys := emulatorWithKeysFile(t)
 	env := []string{
 		"RELAY_VERIFY_KEYS_FILE=" + keys,
 		"RELAY_DATA_DIR=" + t.TempDir(),
