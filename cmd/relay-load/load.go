@@ -45,6 +45,10 @@ type scenario struct {
 	Packages int    `json:"packages"`
 	Warmup   int    `json:"warmup"`
 	Floors   bool   `json:"floors"` // measure the floors too
+	// Flood, when not 0, measures the relay twice: calm, then while that
+	// many connections that cannot prove they are Upvest stall it (see
+	// flood).
+	Flood int `json:"flood,omitempty"`
 }
 
 // mib1 is a 1 MiB package: 1000 events of about 1 KiB (Upvest's largest
@@ -59,6 +63,7 @@ func defaultScenarios() []scenario {
 		{Key: "parallel8-1mib", Name: "8 webhooks, 1 MiB packages", Webhooks: 8, Events: mib1Events, Pad: mib1Pad, Packages: 48, Warmup: 8, Floors: true},
 		{Key: "parallel16-20", Name: "16 webhooks, 20-event packages", Webhooks: 16, Events: 20, Packages: 2000, Warmup: 160, Floors: true},
 		{Key: "concurrent32-1mib", Name: "32 concurrent 1 MiB packages", Webhooks: 32, Events: mib1Events, Pad: mib1Pad, Packages: 96},
+		{Key: "flood200-20", Name: "1 webhook, 20-event packages, 200 stalling strangers", Webhooks: 1, Events: 20, Packages: 200, Warmup: 20, Flood: 200},
 	}
 }
 
@@ -107,7 +112,10 @@ func (r *result) pct(p float64) time.Duration {
 type run struct {
 	Floor       *result `json:"floor,omitempty"`
 	FloorVerify *result `json:"floor_verify,omitempty"`
-	Relay       *result `json:"relay"`
+	// Calm is the relay without the flood, for a flood scenario (whose
+	// Relay is measured during the flood).
+	Calm  *result `json:"calm,omitempty"`
+	Relay *result `json:"relay"`
 }
 
 // ratios of one run: the relay against the floor without and with one
@@ -119,13 +127,19 @@ type ratios struct {
 	RateVerify float64 `json:"rate_verify"`
 	P99        float64 `json:"p99"`
 	P99Verify  float64 `json:"p99_verify"`
+	// FloodP50 and FloodP99: the relay during the flood ÷ the relay calm.
+	FloodP50 float64 `json:"flood_p50,omitempty"`
+	FloodP99 float64 `json:"flood_p99,omitempty"`
 }
 
 func (r run) ratios() ratios {
+	div := func(a, b time.Duration) float64 { return float64(a) / float64(b) }
+	if r.Calm != nil {
+		return ratios{FloodP50: div(r.Relay.P50, r.Calm.P50), FloodP99: div(r.Relay.P99, r.Calm.P99)}
+	}
 	if r.Floor == nil || r.FloorVerify == nil {
 		return ratios{}
 	}
-	div := func(a, b time.Duration) float64 { return float64(a) / float64(b) }
 	return ratios{
 		P50: div(r.Relay.P50, r.Floor.P50), P50Verify: div(r.Relay.P50, r.FloorVerify.P50),
 		Rate: r.Relay.Rate / r.Floor.Rate, RateVerify: r.Relay.Rate / r.FloorVerify.Rate,
@@ -332,6 +346,20 @@ func (l *loader) runScenario(ctx context.Context, sc scenario, tmpl *template) (
 			return r, fmt.Errorf("floor + verify: %w", err)
 		}
 	}
+	if sc.Flood > 0 {
+		pkgs := instances(tmpl, n, false)
+		if err := l.signAll(pkgs); err != nil {
+			return r, err
+		}
+		if r.Calm, err = l.measure(ctx, sc, pkgs, true, l.target.post); err != nil {
+			return r, fmt.Errorf("relay, calm: %w", err)
+		}
+		stop, err := l.flood(ctx, sc.Flood, tmpl)
+		if err != nil {
+			return r, err
+		}
+		defer stop()
+	}
 	pkgs := instances(tmpl, n, false)
 	if err := l.signAll(pkgs); err != nil {
 		return r, err
@@ -526,6 +554,7 @@ func (s *scenarioReport) summarize() {
 	s.Median = run{
 		Floor:       pick(func(r run) *result { return r.Floor }),
 		FloorVerify: pick(func(r run) *result { return r.FloorVerify }),
+		Calm:        pick(func(r run) *result { return r.Calm }),
 		Relay:       pick(func(r run) *result { return r.Relay }),
 	}
 	rs := make([]ratios, len(s.Runs))
@@ -544,6 +573,7 @@ func (s *scenarioReport) summarize() {
 		P50: f(func(r ratios) float64 { return r.P50 }), P50Verify: f(func(r ratios) float64 { return r.P50Verify }),
 		Rate: f(func(r ratios) float64 { return r.Rate }), RateVerify: f(func(r ratios) float64 { return r.RateVerify }),
 		P99: f(func(r ratios) float64 { return r.P99 }), P99Verify: f(func(r ratios) float64 { return r.P99Verify }),
+		FloodP50: f(func(r ratios) float64 { return r.FloodP50 }), FloodP99: f(func(r ratios) float64 { return r.FloodP99 }),
 	}
 	if u := s.Median.Relay.Usage; u != nil {
 		s.AllocsPerEvent = float64(u.Mallocs) / float64(s.Median.Relay.Events)

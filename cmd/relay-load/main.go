@@ -124,7 +124,7 @@ func writeReport(w io.Writer, r *report) {
 		for _, x := range []struct {
 			name string
 			r    *result
-		}{{"floor", s.Median.Floor}, {"floor + verify", s.Median.FloorVerify}, {"relay", s.Median.Relay}} {
+		}{{"floor", s.Median.Floor}, {"floor + verify", s.Median.FloorVerify}, {"relay, calm", s.Median.Calm}, {"relay", s.Median.Relay}} {
 			if x.r != nil {
 				fmt.Fprintf(w, "  %-16s %10.0f %10s %10s %10s %14s\n", x.name, x.r.Rate, ms(x.r.P50), ms(x.r.P99), ms(x.r.Max),
 					(x.r.LoadCPU / time.Duration(x.r.Events)).Round(100*time.Nanosecond))
@@ -134,6 +134,10 @@ func writeReport(w io.Writer, r *report) {
 			q := s.Ratios
 			fmt.Fprintf(w, "  relay ÷ floor:          p50 %.2f×  p99 %.2f×  events/s %.2f\n", q.P50, q.P99, q.Rate)
 			fmt.Fprintf(w, "  relay ÷ (floor+verify): p50 %.2f×  p99 %.2f×  events/s %.2f\n", q.P50Verify, q.P99Verify, q.RateVerify)
+		}
+		if s.Flood > 0 {
+			q := s.Ratios
+			fmt.Fprintf(w, "  relay during the flood of %d connections ÷ calm: p50 %.2f×  p99 %.2f×\n", s.Flood, q.FloodP50, q.FloodP99)
 		}
 		if u := s.Median.Relay.Usage; u != nil {
 			fmt.Fprintf(w, "  relay process: %.1f allocations/event, CPU %s/event, peak RSS %s, %d GC cycles\n",
@@ -199,6 +203,12 @@ func evaluate(r *report) []targetResult {
 	const rssLimit = 128 << 20
 	if s := by["concurrent32-1mib"]; s != nil && s.PeakRSS > 0 {
 		out = append(out, targetResult{Name: "32 concurrent 1 MiB packages, all 200: relay peak RSS ≤ 128 MiB", Value: mib(s.PeakRSS), OK: s.PeakRSS <= rssLimit})
+	}
+	if s := by["flood200-20"]; s != nil && s.Median.Calm != nil {
+		ratio("200 stalling strangers: valid deliveries' p50 ≤ 1.25× calm", s.Ratios.FloodP50, 1.25, true)
+		if s.PeakRSS > 0 {
+			out = append(out, targetResult{Name: "200 stalling strangers: relay peak RSS ≤ 256 MiB", Value: mib(s.PeakRSS), OK: s.PeakRSS <= 256<<20})
+		}
 	}
 	if s := r.Soak; s != nil {
 		out = append(out, targetResult{Name: fmt.Sprintf("soak %s: peak RSS ≤ 128 MiB", s.Duration), Value: mib(s.PeakRSS), OK: s.PeakRSS <= rssLimit})

@@ -34,6 +34,9 @@ func TestRunSmall(t *testing.T) {
 			if s.Floors && (s.Median.Floor == nil || s.Median.FloorVerify == nil || s.Ratios.P50 == 0) {
 				t.Errorf("%s: floors or ratios missing: %+v", s.Name, s.Ratios)
 			}
+			if s.Flood > 0 && (s.Median.Calm == nil || s.Ratios.FloodP50 == 0) {
+				t.Errorf("%s: calm run or flood ratio missing: %+v", s.Name, s.Ratios)
+			}
 			if !inProcess && (s.AllocsPerEvent <= 0 || s.PeakRSS == 0) {
 				t.Errorf("%s: relay process usage missing: %v allocs/event, peak RSS %d", s.Name, s.AllocsPerEvent, s.PeakRSS)
 			}
@@ -43,7 +46,7 @@ func TestRunSmall(t *testing.T) {
 		}
 		var out bytes.Buffer
 		writeReport(&out, rep)
-		for _, want := range []string{"floor + verify", "relay ÷ floor", "targets:", "32 concurrent 1 MiB packages"} {
+		for _, want := range []string{"floor + verify", "relay ÷ floor", "targets:", "32 concurrent 1 MiB packages", "during the flood of 200 connections"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("output lacks %q:\n%s", want, out.String())
 			}

@@ -32,6 +32,8 @@ type target interface {
 	// since the last resetPeak; ok is false in process.
 	usage() (u usage, ok bool)
 	resetPeak()
+	// ingressAddr is the relay's webhook listener, for raw connections.
+	ingressAddr() string
 	close()
 }
 
@@ -55,14 +57,18 @@ func (u usage) minus(v usage) usage {
 // client posts packages to a relay over loopback HTTP, one keep-alive
 // connection per sender.
 type client struct {
-	url string
-	hc  *http.Client
+	addr string
+	url  string
+	hc   *http.Client
 }
 
 func newClient(addr string, conns int) *client {
 	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
-	return &client{url: "http://" + addr + webhookPath, hc: &http.Client{Transport: tr, Timeout: 60 * time.Second}}
+	return &client{addr: addr, url: "http://" + addr + webhookPath, hc: &http.Client{Transport: tr, Timeout: 60 * time.Second}}
 }
+
+// ingressAddr is the relay's webhook listener.
+func (c *client) ingressAddr() string { return c.addr }
 
 func (c *client) post(ctx context.Context, p *pkg) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(p.body))
