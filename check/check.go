@@ -312,8 +312,12 @@ func (d *diagnosis) stream(ctx context.Context) {
 		return
 	}
 	d.streamOK = true
-	d.report(Stream, OK, "%s: subjects %s, %d replicas, max age %s, duplicate window %s, %d messages",
-		cfg.Stream, strings.Join(got.Subjects, ","), got.Replicas, got.MaxAge, got.Duplicates, info.State.Msgs)
+	batches := "on"
+	if !got.AllowBatchPublish {
+		batches = "off (packages are stored one message at a time; needs nats-server 2.14 or later, and relay serve turns it on at start)"
+	}
+	d.report(Stream, OK, "%s: subjects %s, %d replicas, max age %s, duplicate window %s, %d messages, batch publishing %s",
+		cfg.Stream, strings.Join(got.Subjects, ","), got.Replicas, got.MaxAge, got.Duplicates, info.State.Msgs, batches)
 }
 
 // token obtains a token by fetching the verification keys, the one call

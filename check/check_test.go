@@ -143,6 +143,7 @@ func TestCheckAllPassWithTestDelivery(t *testing.T) {
 	wantStatus(t, got, check.VerifyKeys, check.OK, s.emu.SigningKeyID())
 	wantStatus(t, got, check.Subscription, check.OK, s.webhook.ID)
 	wantStatus(t, got, check.NATS, check.OK, "JetStream on")
+	wantStatus(t, got, check.Stream, check.OK, "batch publishing on")
 	testkit.Eventually(t, 5*time.Second, "emulator did not count one test package", func() bool {
 		return s.emu.Delivered(s.webhook.ID).TestAttempts == 1
 	})
