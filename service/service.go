@@ -310,8 +310,8 @@ func (s *Service) Run(ctx context.Context) (err error) {
 	}
 	s.log.Info().
 		Str("version", cfg.Version).
-		Str("ingress", scheme+"://"+ShowAddr(s.IngressAddr())+cfg.WebhookPath).
-		Str("admin", ShowAddr(s.AdminAddr())).
+		Str("ingress", scheme+"://"+showAddr(s.IngressAddr())+cfg.WebhookPath).
+		Str("admin", showAddr(s.AdminAddr())).
 		Str("nats", broker.RedactURL(s.natsURL)).
 		Str("stream", cfg.Stream.Name).
 		Bool("control_loop", s.keeper != nil).
@@ -473,10 +473,10 @@ func (s *Service) newKeeper() error {
 	return nil
 }
 
-// ShowAddr renders a listener address for people: an unspecified host
+// showAddr renders a listener address for the log: an unspecified host
 // (":8080", "[::]:8080") becomes "0.0.0.0" ("every interface"), loopback
 // is shown as 127.0.0.1 or [::1].
-func ShowAddr(addr string) string {
+func showAddr(addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return addr

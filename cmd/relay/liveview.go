@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -115,8 +117,8 @@ func (v *liveView) intro(a *service.Service) {
 	subj := subjects.Stream(v.cfg.SubjectPrefix)
 	fmt.Fprintf(v.out, "upvest-relay demo (Ctrl-C stops)\n")
 	fmt.Fprintf(v.out, "  Upvest emulator  %s\n", v.emuURL)
-	fmt.Fprintf(v.out, "  relay ingress    http://%s%s\n", service.ShowAddr(a.IngressAddr()), v.cfg.WebhookPath)
-	fmt.Fprintf(v.out, "  relay admin      http://%s/readyz and /metrics\n", service.ShowAddr(a.AdminAddr()))
+	fmt.Fprintf(v.out, "  relay ingress    http://%s%s\n", local(a.IngressAddr()), v.cfg.WebhookPath)
+	fmt.Fprintf(v.out, "  relay admin      http://%s/readyz and /metrics\n", local(a.AdminAddr()))
 	fmt.Fprintf(v.out, "  NATS JetStream   %s, stream %s, subjects %s\n", a.NATSURL(), v.cfg.Stream, subj)
 	fmt.Fprintf(v.out, "                   watch: nats sub --server %s '%s'\n", a.NATSURL(), subj)
 	fmt.Fprintf(v.out, "  log              %s\n", v.logPath)
@@ -143,15 +145,15 @@ func (v *liveView) render(a *service.Service) {
 		fmt.Fprintln(v.out, fit(fmt.Sprintf("%s  events %d (%.1f/s)  packages %d  duplicates %d  dead letters %d  refused %d %s",
 			time.Now().Format("15:04:05"), total, rate, int(m["packages:ok"]), int(m["dedup"]), int(m["deadletter"]),
 			int(m["rejected"]), rejectionDetail(m))))
-		fmt.Fprintln(v.out, fit("          subscription "+v.subscription(a)))
+		fmt.Fprintln(v.out, fit("  subscription "+v.subscription(a)))
 		return
 	}
 	var b strings.Builder
 	b.WriteString("\033[H\033[2J")
 	fmt.Fprintf(&b, "upvest-relay demo                                              Ctrl-C to stop\n\n")
 	fmt.Fprintf(&b, "  Upvest emulator  %s  (signs packages like Upvest; retries until the relay answers 200)\n", v.emuURL)
-	fmt.Fprintf(&b, "  Relay ingress    http://%s%s\n", service.ShowAddr(a.IngressAddr()), v.cfg.WebhookPath)
-	fmt.Fprintf(&b, "  Relay admin      http://%s/readyz  /metrics\n", service.ShowAddr(a.AdminAddr()))
+	fmt.Fprintf(&b, "  Relay ingress    http://%s%s\n", local(a.IngressAddr()), v.cfg.WebhookPath)
+	fmt.Fprintf(&b, "  Relay admin      http://%s/readyz  /metrics\n", local(a.AdminAddr()))
 	fmt.Fprintf(&b, "  NATS JetStream   %s  stream %s, subjects %s\n", a.NATSURL(), v.cfg.Stream, subjects.Stream(v.cfg.SubjectPrefix))
 	fmt.Fprintf(&b, "                   (try: nats sub --server %s '%s')\n", a.NATSURL(), subjects.Stream(v.cfg.SubjectPrefix))
 	fmt.Fprintf(&b, "  Subscription     %s\n", v.subscription(a))
@@ -210,6 +212,19 @@ func (v *liveView) subscription(a *service.Service) string {
 	default:
 		return "disabled: the control loop re-enables it; id " + s.WebhookID
 	}
+}
+
+// local is addr as a URL host on this machine: a listener on every
+// interface (":8080", "[::]:8080") is reached at 127.0.0.1.
+func local(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || err == nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // plainWidth is the width the plain view's status lines fit in.
