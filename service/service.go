@@ -263,8 +263,13 @@ func (s *Service) Run(ctx context.Context) (err error) {
 	s.admin.AddCheck("nats", broker.Connected(s.nc))
 	streamExists := broker.StreamExists(s.js, cfg.Stream.Name)
 	s.admin.AddCheck("stream", func(ctx context.Context) error {
-		if !s.nc.IsConnected() {
+		switch {
+		case !s.nc.IsConnected():
 			return errors.New("needs NATS")
+		case !s.storable.Load():
+			// Ready only once this replica stores packages, not merely once
+			// another one has created the stream.
+			return errors.New("stream not set up yet")
 		}
 		return streamExists(ctx)
 	})
