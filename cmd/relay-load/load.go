@@ -77,6 +77,10 @@ type config struct {
 	Seed       uint64        `json:"seed"`
 	Soak       time.Duration `json:"soak,omitempty"`
 	SyncAlways bool          `json:"sync_always"`
+	// NATS, when set, is the NATS server (or cluster) to measure against
+	// instead of one started here; Replicas is the stream's replicas.
+	NATS     string `json:"nats_url,omitempty"`
+	Replicas int    `json:"replicas"`
 }
 
 // result is one timed measurement.
@@ -185,8 +189,8 @@ type loader struct {
 // runAll starts a JetStream server, the emulator (for keys and signatures)
 // and the relay, then measures every selected scenario.
 func runAll(ctx context.Context, cfg config, log zerolog.Logger) (*report, error) {
-	if cfg.Runs < 1 || cfg.Scale <= 0 {
-		return nil, errors.New("runs must be at least 1 and scale positive")
+	if cfg.Runs < 1 || cfg.Scale <= 0 || cfg.Replicas < 1 {
+		return nil, errors.New("runs and replicas must be at least 1 and scale positive")
 	}
 	scs, err := selectScenarios(cfg.Only, cfg.Scale)
 	if err != nil {
@@ -197,16 +201,20 @@ func runAll(ctx context.Context, cfg config, log zerolog.Logger) (*report, error
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	opts := []broker.EmbeddedOption{broker.WithPort(-1)}
-	if cfg.SyncAlways {
-		opts = append(opts, broker.WithSync(0))
+	natsURL := cfg.NATS
+	if natsURL == "" {
+		opts := []broker.EmbeddedOption{broker.WithPort(-1)}
+		if cfg.SyncAlways {
+			opts = append(opts, broker.WithSync(0))
+		}
+		srv, err := broker.StartEmbedded(filepath.Join(dir, "nats"), log.Level(zerolog.WarnLevel), opts...)
+		if err != nil {
+			return nil, err
+		}
+		defer srv.Shutdown()
+		natsURL = srv.ClientURL()
 	}
-	srv, err := broker.StartEmbedded(filepath.Join(dir, "nats"), log.Level(zerolog.WarnLevel), opts...)
-	if err != nil {
-		return nil, err
-	}
-	defer srv.Shutdown()
-	nc, err := broker.Connect(ctx, srv.ClientURL(), log.Level(zerolog.WarnLevel), broker.WithName("relay-load"))
+	nc, err := broker.Connect(ctx, natsURL, log.Level(zerolog.WarnLevel), broker.WithName("relay-load"))
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +222,14 @@ func runAll(ctx context.Context, cfg config, log zerolog.Logger) (*report, error
 	js, err := broker.NewJetStream(nc, relay.DefaultAckTimeout)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.NATS != "" {
+		// A server of the user's: the measurement's stream must be its own,
+		// and goes when the measurement ends.
+		if _, err := js.Stream(ctx, streamName); err == nil {
+			return nil, fmt.Errorf("stream %s exists on %s: measure against a server used for nothing else", streamName, cfg.NATS)
+		}
+		defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), streamName) }()
 	}
 	emu, err := emulator.New()
 	if err != nil {
@@ -238,7 +254,7 @@ func runAll(ctx context.Context, cfg config, log zerolog.Logger) (*report, error
 		conns = max(conns, sc.Webhooks)
 	}
 	if cfg.InProcess {
-		if _, err := broker.EnsureStream(ctx, js, streamOptions()); err != nil {
+		if _, err := broker.EnsureStream(ctx, js, streamOptions(cfg.Replicas)); err != nil {
 			return nil, err
 		}
 		if l.target, err = startInProcess(js, verifier, conns, log); err != nil {
@@ -253,7 +269,7 @@ func runAll(ctx context.Context, cfg config, log zerolog.Logger) (*report, error
 			}
 		}
 		// The relay creates the stream, as in production.
-		if l.target, err = startProcess(ctx, bin, dir, srv.ClientURL(), jwks, conns); err != nil {
+		if l.target, err = startProcess(ctx, bin, dir, natsURL, cfg.Replicas, jwks, conns); err != nil {
 			return nil, err
 		}
 	}
@@ -300,8 +316,8 @@ func runAll(ctx context.Context, cfg config, log zerolog.Logger) (*report, error
 	return rep, nil
 }
 
-func streamOptions() broker.StreamOptions {
-	return broker.StreamOptions{Name: streamName, Prefix: subjectPrefix, MaxAge: 720 * time.Hour, Replicas: 1, Duplicates: 2 * time.Hour}
+func streamOptions(replicas int) broker.StreamOptions {
+	return broker.StreamOptions{Name: streamName, Prefix: subjectPrefix, MaxAge: 720 * time.Hour, Replicas: replicas, Duplicates: 2 * time.Hour}
 }
 
 func selectScenarios(only []string, scale float64) ([]scenario, error) {

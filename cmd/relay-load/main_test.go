@@ -19,7 +19,7 @@ func TestRunSmall(t *testing.T) {
 		t.Skip("builds and runs the relay")
 	}
 	for _, inProcess := range []bool{false, true} {
-		cfg := config{InProcess: inProcess, Runs: 1, Scale: 0.01, Seed: 7}
+		cfg := config{InProcess: inProcess, Runs: 1, Scale: 0.01, Seed: 7, Replicas: 1}
 		rep, err := runAll(context.Background(), cfg, zerolog.New(zerolog.NewTestWriter(t)))
 		if err != nil {
 			t.Fatalf("in process %v: %v", inProcess, err)

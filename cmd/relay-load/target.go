@@ -98,7 +98,7 @@ type process struct {
 	log   string
 }
 
-func startProcess(ctx context.Context, bin, dir, natsURL string, jwks []byte, conns int) (*process, error) {
+func startProcess(ctx context.Context, bin, dir, natsURL string, replicas int, jwks []byte, conns int) (*process, error) {
 	keys := filepath.Join(dir, "verify-keys.json")
 	if err := os.WriteFile(keys, jwks, 0o600); err != nil {
 		return nil, err
@@ -118,6 +118,7 @@ func startProcess(ctx context.Context, bin, dir, natsURL string, jwks []byte, co
 		"RELAY_LISTEN_ADDR="+ingress,
 		"RELAY_ADMIN_ADDR="+admin,
 		"RELAY_NATS_URL="+natsURL,
+		"RELAY_STREAM_REPLICAS="+strconv.Itoa(replicas),
 		"RELAY_STREAM="+streamName,
 		"RELAY_VERIFY_KEYS_FILE="+keys,
 		"RELAY_DATA_DIR="+filepath.Join(dir, "relay-data"),
