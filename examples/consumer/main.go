@@ -26,6 +26,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/propagation"
 )
 
 func main() {
@@ -64,7 +65,10 @@ type Options struct {
 }
 
 // Handler handles one event. An error makes JetStream deliver the event
-// again later.
+// again later. When the relay traces (docs/tracing.md), ctx carries the
+// package's trace context from the event's traceparent extension: a span
+// the handler starts from ctx continues the trace that began at Upvest's
+// request.
 type Handler func(ctx context.Context, ev event.Event) error
 
 // Deduper remembers which event ids were handled. In a real service it is
@@ -135,7 +139,7 @@ func handle(ctx context.Context, m jetstream.Msg, d Deduper, h Handler) {
 		_ = m.NakWithDelay(time.Second)
 	case done:
 		_ = m.Ack()
-	case h(ctx, *ev) != nil:
+	case h(propagation.TraceContext{}.Extract(ctx, traceExtensions{ev}), *ev) != nil:
 		_ = m.NakWithDelay(100 * time.Millisecond)
 	case d.MarkHandled(ctx, ev.ID()) != nil:
 		_ = m.NakWithDelay(time.Second)
@@ -143,6 +147,19 @@ func handle(ctx context.Context, m jetstream.Msg, d Deduper, h Handler) {
 		_ = m.Ack()
 	}
 }
+
+// traceExtensions reads an event's distributed-tracing extension
+// (traceparent, tracestate) for W3C trace-context propagation.
+type traceExtensions struct{ ev *event.Event }
+
+func (t traceExtensions) Get(key string) string {
+	v, _ := t.ev.Extensions()[key].(string)
+	return v
+}
+
+func (t traceExtensions) Set(string, string) {}
+
+func (t traceExtensions) Keys() []string { return []string{"traceparent", "tracestate"} }
 
 // MemoryDeduper is a Deduper in memory, for this example and tests.
 type MemoryDeduper struct {

@@ -11,6 +11,9 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/upvest-relay/upvest-relay/broker"
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
@@ -50,7 +53,11 @@ func TestConsumerCommandHandlesEachOrderOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := relay.NewHandler("/webhooks/upvest", v, js, relay.WithSourceBase(emu.URL()))
+	// The relay traces, so every order carries its package's trace context.
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	h, err := relay.NewHandler("/webhooks/upvest", v, js, relay.WithSourceBase(emu.URL()), relay.WithTracerProvider(tp))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,14 +120,18 @@ func TestConsumerCommandHandlesEachOrderOnce(t *testing.T) {
 		mu       sync.Mutex
 		handled  = map[string]int{}
 		failed   = map[string]bool{}
+		traces   = map[string]trace.TraceID{} // event id -> trace the handler continues
 		attempts int
 	)
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(rctx, js, Options{}, NewMemoryDeduper(), func(_ context.Context, ev event.Event) error {
+		done <- Run(rctx, js, Options{}, NewMemoryDeduper(), func(ctx context.Context, ev event.Event) error {
 			mu.Lock()
 			defer mu.Unlock()
+			if sc := trace.SpanContextFromContext(ctx); sc.IsValid() && sc.IsRemote() {
+				traces[ev.ID()] = sc.TraceID()
+			}
 			attempts++
 			if attempts%3 == 1 && !failed[ev.ID()] { // every third event fails once
 				failed[ev.ID()] = true
@@ -161,5 +172,15 @@ func TestConsumerCommandHandlesEachOrderOnce(t *testing.T) {
 	}
 	if len(handled) != len(orders) || len(failed) == 0 {
 		t.Errorf("handled %d orders (want %d), %d failed once (want some)", len(handled), len(orders), len(failed))
+	}
+	// Every order's handler continued a trace the relay recorded.
+	recorded := map[trace.TraceID]bool{}
+	for _, s := range spans.Ended() {
+		recorded[s.SpanContext().TraceID()] = true
+	}
+	for id := range handled {
+		if tid, ok := traces[id]; !ok || !recorded[tid] {
+			t.Errorf("order %s: handler context carries trace %v (present %v), not one the relay recorded", id, tid, ok)
+		}
 	}
 }
