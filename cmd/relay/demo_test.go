@@ -67,6 +67,11 @@ func TestDemoThenCheck(t *testing.T) {
 	}
 
 	var out, errOut bytes.Buffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last relay check:\n%s%s\ndemo output:\n%s", out.String(), errOut.String(), demoOut.String())
+		}
+	})
 	testkit.Eventually(t, 60*time.Second, "relay check passes against the demo", func() bool {
 		out.Reset()
 		errOut.Reset()
