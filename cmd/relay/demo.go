@@ -211,5 +211,11 @@ func writeDemoEnv(path string, cfg config.Config) error {
 		"RELAY_WEBHOOK_TITLE='" + cfg.WebhookTitle + "'",
 		"RELAY_WEBHOOK_DELAY=" + cfg.WebhookDelay,
 	}
-	return os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+	// Written aside and renamed, so that nobody (relay check started at
+	// once, a shell sourcing it) ever reads half of it.
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
