@@ -71,40 +71,13 @@ const (
 )
 
 // Dial opens a NATS connection to url and returns at once, connected or
-// not: a connection that cannot be made yet keeps being tried in the
-// background, forever, as does a lost one. Every failed attempt is logged
-// with the URL (user information redacted) and the cause, and so are
-// connects, disconnects, reconnects and asynchronous errors. A connection
-// that is closed or drained on purpose logs no warning.
-func Dial(url string, log zerolog.Logger, opts ...ConnectOption) (*nats.Conn, error) {
-	nc, _, err := dial(url, log, opts)
-	return nc, err
-}
-
-// Connect is Dial, then a wait until the connection is made. It returns
-// ctx's error (and closes the connection) when ctx ends first.
-func Connect(ctx context.Context, url string, log zerolog.Logger, opts ...ConnectOption) (*nats.Conn, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("broker: connect %s: %w", RedactURL(url), err)
-	}
-	nc, connected, err := dial(url, log, opts)
-	if err != nil {
-		return nil, err
-	}
-	if nc.IsConnected() {
-		return nc, nil
-	}
-	select {
-	case <-connected:
-		return nc, nil
-	case <-ctx.Done():
-		nc.Close()
-		return nil, fmt.Errorf("broker: connect %s: %w", RedactURL(url), ctx.Err())
-	}
-}
-
-// dial is Dial, also returning a channel closed once first connected.
-func dial(url string, log zerolog.Logger, opts []ConnectOption) (*nats.Conn, <-chan struct{}, error) {
+// not, with a channel closed once it is first connected: a connection that
+// cannot be made yet keeps being tried in the background, forever, as does
+// a lost one. Every failed attempt is logged with the URL (user
+// information redacted) and the cause, and so are connects, disconnects,
+// reconnects and asynchronous errors. A connection that is closed or
+// drained on purpose logs no warning.
+func Dial(url string, log zerolog.Logger, opts ...ConnectOption) (*nats.Conn, <-chan struct{}, error) {
 	cfg := connectConfig{name: "upvest-relay"}
 	for _, o := range opts {
 		o(&cfg)
@@ -173,6 +146,28 @@ func dial(url string, log zerolog.Logger, opts []ConnectOption) (*nats.Conn, <-c
 		return nil, nil, fmt.Errorf("broker: connect %s: %w", shown, err)
 	}
 	return nc, connected, nil
+}
+
+// Connect is Dial, then a wait until the connection is made. It returns
+// ctx's error (and closes the connection) when ctx ends first.
+func Connect(ctx context.Context, url string, log zerolog.Logger, opts ...ConnectOption) (*nats.Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("broker: connect %s: %w", RedactURL(url), err)
+	}
+	nc, connected, err := Dial(url, log, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if nc.IsConnected() {
+		return nc, nil
+	}
+	select {
+	case <-connected:
+		return nc, nil
+	case <-ctx.Done():
+		nc.Close()
+		return nil, fmt.Errorf("broker: connect %s: %w", RedactURL(url), ctx.Err())
+	}
 }
 
 // Close drains nc (pending publishes are flushed, subscriptions finish what

@@ -10,10 +10,10 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Transient reports whether err from a JetStream API call means "ask
+// transient reports whether err from a JetStream API call means "ask
 // again later": the call timed out, nobody answered (no server, or a
 // cluster still electing a leader), or the connection is down.
-func Transient(err error) bool {
+func transient(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) ||
@@ -29,7 +29,8 @@ const (
 )
 
 // Retry runs call, an idempotent JetStream set-up step named what (for
-// the log), until it succeeds, fails with an error that is not Transient,
+// the log), until it succeeds, fails with an error that is not transient (a timeout, no responders, the
+// connection down),
 // or ctx ends; each attempt is bounded by RetryCallTimeout and the pause
 // between attempts grows from 100 ms to 2 s. Every failed attempt is
 // logged with its cause. It returns call's last error, or ctx's when ctx
@@ -44,7 +45,7 @@ func Retry(ctx context.Context, log zerolog.Logger, what string, call func(conte
 		actx, cancel := context.WithTimeout(ctx, RetryCallTimeout)
 		err := call(actx)
 		cancel()
-		if err == nil || !Transient(err) {
+		if err == nil || !transient(err) {
 			return err
 		}
 		if ctx.Err() != nil {

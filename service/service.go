@@ -123,6 +123,7 @@ type Service struct {
 	embedded        *broker.Embedded
 	natsURL         string
 	nc              *nats.Conn
+	connected       <-chan struct{} // closed once nc first connects
 	js              jetstream.JetStream
 	handler         *relay.Handler
 	keeper          *keeper.Keeper
@@ -263,13 +264,10 @@ func (s *Service) Run(ctx context.Context) (err error) {
 	s.admin.AddCheck("nats", broker.Connected(s.nc))
 	streamExists := broker.StreamExists(s.js, cfg.Stream.Name)
 	s.admin.AddCheck("stream", func(ctx context.Context) error {
-		switch {
-		case !s.nc.IsConnected():
-			return errors.New("needs NATS")
-		case !s.storable.Load():
-			// Ready only once this replica stores packages, not merely once
-			// another one has created the stream.
-			return errors.New("stream not set up yet")
+		// Ready only once this replica stores packages, not merely once
+		// another one has created the stream.
+		if err := s.storableErr(); err != nil {
+			return err
 		}
 		return streamExists(ctx)
 	})
@@ -382,12 +380,12 @@ func (s *Service) startNATS() error {
 		s.natsURL = e.ClientURL()
 		opts = append(opts[:len(opts):len(opts)], broker.WithInProcess(e))
 	}
-	nc, err := broker.Dial(s.natsURL, s.log, opts...)
+	nc, connected, err := broker.Dial(s.natsURL, s.log, opts...)
 	if err != nil {
 		s.stopNATS()
 		return err
 	}
-	s.nc = nc
+	s.nc, s.connected = nc, connected
 	if s.js, err = broker.NewJetStream(nc, AckWait); err != nil {
 		s.stopNATS()
 		return err
@@ -409,7 +407,9 @@ func (s *Service) stopNATS() {
 // stream that cannot be made to match, JetStream not enabled).
 func (s *Service) setUpStream(ctx context.Context) error {
 	cfg := s.cfg
-	if err := waitConnected(ctx, s.nc); err != nil {
+	select {
+	case <-s.connected:
+	case <-ctx.Done():
 		return nil
 	}
 	if max := s.nc.MaxPayload(); max < cfg.MaxBodyBytes {
@@ -436,20 +436,6 @@ func (s *Service) setUpStream(ctx context.Context) error {
 	s.storable.Store(true)
 	close(s.ready)
 	s.log.Info().Str("stream", cfg.Stream.Name).Msg("stream ready; storing webhooks")
-	return nil
-}
-
-// waitConnected returns once nc is connected, or ctx's error.
-func waitConnected(ctx context.Context, nc *nats.Conn) error {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for !nc.IsConnected() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
 	return nil
 }
 
