@@ -88,6 +88,11 @@ const (
 	DefaultDeliveryTimeout = 30 * time.Second
 )
 
+// ErrNoKeySource: the configuration gives the relay no way to get
+// verification keys; `relay serve` refuses to start with it, and the
+// config check fails with it.
+var ErrNoKeySource = errors.New("RELAY_VERIFY_KEYS_FILE: required unless the Upvest client credentials (RELAY_UPVEST_CLIENT_ID, ...) are set to fetch the keys")
+
 // ErrInvalid is wrapped by New for an invalid option.
 var ErrInvalid = errors.New("check: invalid option")
 
@@ -200,7 +205,7 @@ func (d *diagnosis) config() {
 	case d.clientErr != nil:
 		d.report(Config, Failed, "%v", d.clientErr)
 	case cfg.VerifyKeysFile == "" && d.client == nil:
-		d.report(Config, Failed, "RELAY_VERIFY_KEYS_FILE: required unless the Upvest client credentials (RELAY_UPVEST_CLIENT_ID, ...) are set to fetch the keys")
+		d.report(Config, Failed, "%v", ErrNoKeySource)
 	default:
 		loop := "control loop off (RELAY_WEBHOOK_URL empty)"
 		if cfg.WebhookURL != "" {

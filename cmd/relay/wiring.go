@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -90,8 +89,7 @@ func newKeys(cfg config.Config, client *upvest.Client, log zerolog.Logger) (serv
 		return keys, nil
 	}
 	if client == nil {
-		// config.Load refuses this; a Config built otherwise may not.
-		return nil, usageError{errors.New("config: RELAY_VERIFY_KEYS_FILE: required unless the Upvest client credentials (RELAY_UPVEST_CLIENT_ID, ...) are set to fetch the keys")}
+		return nil, usageError{fmt.Errorf("config: %w", check.ErrNoKeySource)}
 	}
 	return verify.NewRemoteKeys(client.VerifyKeysURL(), client.HTTPClient(),
 		verify.WithLogger(log))
