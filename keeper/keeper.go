@@ -190,11 +190,11 @@ func New(api SubscriptionAPI, want Desired, opts ...Option) (*Keeper, error) {
 		return invalid("both an elector and a lease")
 	}
 	if l := k.lease; l != nil {
-		switch {
-		case l.js == nil:
+		if l.js == nil {
 			return invalid("lease without JetStream")
-		case l.ttl <= 0 || l.ttl > MaxLeaseTTL:
-			return invalid("lease TTL %s outside (0, %s]", l.ttl, MaxLeaseTTL)
+		}
+		if err := checkTTL(l.ttl); err != nil {
+			return invalid("%v", err)
 		}
 		k.elector = &Lease{
 			open: func(ctx context.Context) (jetstream.KeyValue, error) {

@@ -17,12 +17,20 @@ import (
 // be replaced within seconds.
 const MaxLeaseTTL = 15 * time.Second
 
+// checkTTL refuses a lease TTL outside (0, MaxLeaseTTL].
+func checkTTL(ttl time.Duration) error {
+	if ttl <= 0 || ttl > MaxLeaseTTL {
+		return fmt.Errorf("lease TTL %s outside (0, %s]", ttl, MaxLeaseTTL)
+	}
+	return nil
+}
+
 // LeaseBucket creates (or updates) the JetStream KV bucket that holds
 // leases. Its TTL is the lease TTL: an entry nobody renews disappears after
 // ttl, so a crashed holder is replaced without anyone deleting its entry.
 func LeaseBucket(ctx context.Context, js jetstream.JetStream, bucket string, ttl time.Duration, replicas int) (jetstream.KeyValue, error) {
-	if ttl <= 0 || ttl > MaxLeaseTTL {
-		return nil, fmt.Errorf("keeper: lease TTL %s outside (0, %s]", ttl, MaxLeaseTTL)
+	if err := checkTTL(ttl); err != nil {
+		return nil, fmt.Errorf("keeper: %w", err)
 	}
 	if replicas < 1 {
 		replicas = 1
