@@ -300,7 +300,7 @@ func (h *Handler) publishBatch(ctx context.Context, p *publication, from int, ou
 	if d, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(d))
 	}
-	if wait <= 0 {
+	if wait <= 0 || ctx.Err() != nil {
 		return 0, ctx.Err()
 	}
 	fp, err := jetstreamext.NewFastPublisher(h.pub, jetstreamext.FastPublishFlowControl{
@@ -316,9 +316,11 @@ func (h *Handler) publishBatch(ctx context.Context, p *publication, from int, ou
 			if i == from && noBatching(err) {
 				return 0, fmt.Errorf("%w: %w", errNoBatching, err)
 			}
+			abandon(fp)
 			return 0, fmt.Errorf("batch message %d of %d to %s: %w", i+1, n, m.Subject, err)
 		}
 		if err := ctx.Err(); err != nil {
+			abandon(fp)
 			return 0, err
 		}
 	}
@@ -338,6 +340,21 @@ func (h *Handler) publishBatch(ctx context.Context, p *publication, from int, ou
 		return k, fmt.Errorf("%w: %d of %d messages acknowledged", errShortBatch, k, n-from)
 	}
 	return k, nil
+}
+
+// abandon ends a batch that will not be committed, without waiting for
+// the server: it sends the end-of-batch marker (the server keeps what it
+// stored, a prefix, and forgets the batch) and drops the subscription for
+// the batch's acknowledgements, which jetstreamext otherwise keeps until
+// the connection closes. A batch jetstreamext already closed itself is
+// left as it is.
+func abandon(fp jetstreamext.FastPublisher) {
+	if fp.IsClosed() {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, _ = fp.Close(ctx)
 }
 
 // family is the metric family of message i ("" for a dead letter),
