@@ -162,6 +162,12 @@ type scenarioReport struct {
 	AllocsPerEvent float64       `json:"relay_allocs_per_event,omitempty"`
 	CPUPerEvent    time.Duration `json:"relay_cpu_per_event_ns,omitempty"`
 	PeakRSS        uint64        `json:"relay_peak_rss_bytes,omitempty"` // highest over the runs
+	// CPUShare is the median over the runs of the floor + verify's CPU per
+	// event (all in this process) ÷ the relay's (the relay process plus
+	// this one: the NATS server and the senders). When the machine's cores
+	// are the limit, the relay's events/s cannot exceed this share of the
+	// floor + verify's.
+	CPUShare float64 `json:"cpu_share_verify,omitempty"`
 }
 
 // report is everything one invocation measured.
@@ -590,6 +596,18 @@ func (s *scenarioReport) summarize() {
 		Rate: f(func(r ratios) float64 { return r.Rate }), RateVerify: f(func(r ratios) float64 { return r.RateVerify }),
 		P99: f(func(r ratios) float64 { return r.P99 }), P99Verify: f(func(r ratios) float64 { return r.P99Verify }),
 		FloodP50: f(func(r ratios) float64 { return r.FloodP50 }), FloodP99: f(func(r ratios) float64 { return r.FloodP99 }),
+	}
+	var shares []float64
+	for _, r := range s.Runs {
+		if r.FloorVerify != nil && r.Relay.Usage != nil {
+			floor := r.FloorVerify.LoadCPU.Seconds() / float64(r.FloorVerify.Events)
+			relay := (r.Relay.Usage.CPU + r.Relay.LoadCPU).Seconds() / float64(r.Relay.Events)
+			shares = append(shares, floor/relay)
+		}
+	}
+	if len(shares) > 0 {
+		slices.Sort(shares)
+		s.CPUShare = shares[len(shares)/2]
 	}
 	if u := s.Median.Relay.Usage; u != nil {
 		s.AllocsPerEvent = float64(u.Mallocs) / float64(s.Median.Relay.Events)

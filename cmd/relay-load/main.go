@@ -147,6 +147,12 @@ func writeReport(w io.Writer, r *report) {
 			n := time.Duration(s.Packages)
 			fmt.Fprintf(w, "  relay's own view per package (mean): request in to answer %s, of which publishing %s\n",
 				ms(u.Package/n), ms(u.Publish/n))
+			if fv := s.Median.FloorVerify; fv != nil {
+				ev := time.Duration(s.Median.Relay.Events)
+				fmt.Fprintf(w, "  CPU per event, all processes: floor + verify %s; relay %s (relay process) + %s (load); share %.2f\n",
+					(fv.LoadCPU / time.Duration(fv.Events)).Round(100*time.Nanosecond),
+					s.CPUPerEvent.Round(100*time.Nanosecond), (s.Median.Relay.LoadCPU / ev).Round(100*time.Nanosecond), s.CPUShare)
+			}
 		}
 	}
 	if s := r.Soak; s != nil {
