@@ -49,6 +49,13 @@ func serveNATS(dir string) int {
 // externalJetStream starts a JetStream server in a child process and
 // returns a handler publishing to a fresh stream on it.
 func externalJetStream(b *testing.B, opts ...Option) *Handler {
+	h, _ := externalJetStreamProcess(b, opts...)
+	return h
+}
+
+// externalJetStreamProcess is externalJetStream, also returning the
+// server's process id.
+func externalJetStreamProcess(b *testing.B, opts ...Option) (*Handler, int) {
 	b.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), natsServerEnv+"="+b.TempDir())
@@ -65,6 +72,7 @@ func externalJetStream(b *testing.B, opts ...Option) *Handler {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = stdin.Close(); _ = cmd.Wait() })
+	pid := cmd.Process.Pid
 	url, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
 		b.Fatalf("NATS server process: %v", err)
@@ -89,7 +97,7 @@ func externalJetStream(b *testing.B, opts ...Option) *Handler {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return h
+	return h, pid
 }
 
 type acceptEverything struct{}
