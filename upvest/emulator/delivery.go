@@ -102,6 +102,9 @@ type DeliveryStats struct {
 	// PendingEvents are collected into the package being formed.
 	QueuedPackages int
 	PendingEvents  int
+	// Sending is true while a queued package is being posted: disabling
+	// or editing the webhook does not stop an attempt under way.
+	Sending bool
 	// TestAttempts counts packages sent by POST /webhooks/{id}/test.
 	TestAttempts int
 	// LastStatus is the status of the last attempt (0 on a transport
@@ -255,6 +258,7 @@ func (d *deliverer) next() (pl *plan, at time.Time, ok bool) {
 				at = d.retryAt
 			}
 		} else {
+			d.stats.Sending = true
 			return &plan{p: d.queue[0], url: d.wh.URL, webhookID: d.wh.ID, clientID: d.wh.clientID}, time.Time{}, true
 		}
 	}
@@ -302,12 +306,13 @@ func (s *Server) backoff(n int) time.Duration {
 
 func (d *deliverer) attempt(pl *plan) {
 	status, err := d.s.post(d.ctx, pl.url, pl.p.body)
+	d.s.mu.Lock()
+	d.stats.Sending = false
 	if d.ctx.Err() != nil {
+		d.s.mu.Unlock()
 		return // deleted or closed meanwhile: the attempt does not count
 	}
 	delivered := err == nil && status == http.StatusOK
-
-	d.s.mu.Lock()
 	pl.p.attempts++
 	st := &d.stats
 	st.Attempts++

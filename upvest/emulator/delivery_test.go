@@ -383,7 +383,8 @@ func TestDisabledWebhookHoldsQueue(t *testing.T) {
 	if err := s.SetWebhookEnabled(w.ID, false); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // an attempt in flight when disabling ends (failing)
+	// An attempt under way when the webhook was disabled still ends (failing).
+	testkit.Eventually(t, 10*time.Second, "no attempt under way", func() bool { return !s.Delivered(w.ID).Sending })
 	held := rc.count()
 	ok.Store(true)
 	if err := s.Publish(ten.ClientID, orderEvent("B", time.Now(), 0)); err != nil {
