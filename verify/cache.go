@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
 	"sync"
@@ -23,8 +24,8 @@ type verifiedCache struct {
 
 func cacheKey(h *Head) [sha256.Size]byte {
 	d := sha256.New()
-	pub, _ := x509.MarshalPKIXPublicKey(h.pub) // the key itself, not only its id
-	for _, part := range [][]byte{[]byte(h.kid), pub, h.sig, h.bases[0], h.bases[1]} {
+	pub := h.v.prints.of(h.kid, h.pub) // the key itself, not only its id
+	for _, part := range [][]byte{[]byte(h.kid), pub[:], h.sig, h.bases[0], h.bases[1]} {
 		d.Write(part)
 		d.Write([]byte{0})
 	}
@@ -63,4 +64,34 @@ func (c *verifiedCache) add(k [sha256.Size]byte, until, now time.Time) {
 		}
 	}
 	c.entries[k] = until
+}
+
+// keyPrints remembers the fingerprint (SHA-256 of the PKIX encoding) of
+// the key last seen under each key id, so that a verification does not
+// encode the key again: only keys the key source returned get here, a
+// handful. A key id whose key changed (rotation) gets the new key's print.
+type keyPrints struct {
+	mu    sync.Mutex
+	byKid map[string]keyPrint
+}
+
+type keyPrint struct {
+	pub   crypto.PublicKey
+	print [sha256.Size]byte
+}
+
+// of returns pub's fingerprint; kid is where the key source found it.
+func (p *keyPrints) of(kid string, pub crypto.PublicKey) [sha256.Size]byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok := p.byKid[kid]; ok && samePublicKey(e.pub, pub) {
+		return e.print
+	}
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	e := keyPrint{pub: pub, print: sha256.Sum256(der)}
+	if p.byKid == nil {
+		p.byKid = make(map[string]keyPrint)
+	}
+	p.byKid[kid] = e
+	return e.print
 }

@@ -25,6 +25,7 @@ type Verifier struct {
 	skew     time.Duration
 	now      func() time.Time
 	verified verifiedCache
+	prints   keyPrints
 }
 
 // Option configures a Verifier.

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -673,8 +674,37 @@ func TestReplayedHeadVerdicts(t *testing.T) {
 	if err := rotated.Verify(context.Background(), r, testBody); !errors.Is(err, verify.ErrBadSignature) {
 		t.Errorf("same head under another key: %v, want ErrBadSignature", err)
 	}
+	// The key source of one verifier rotates the key behind the key id.
+	src := &swappableKeys{pub: &key.PublicKey}
+	swapped := newVerifier(t, src, verify.WithNow(clock))
+	if err := swapped.Verify(context.Background(), r, testBody); err != nil {
+		t.Fatalf("before the key changed: %v", err)
+	}
+	src.set(&other.PublicKey)
+	if err := swapped.Verify(context.Background(), r, testBody); !errors.Is(err, verify.ErrBadSignature) {
+		t.Errorf("same head once the key id names another key: %v, want ErrBadSignature", err)
+	}
+	src.set(&key.PublicKey)
+	if err := swapped.Verify(context.Background(), r, testBody); err != nil {
+		t.Errorf("the first key back: %v", err)
+	}
 	now = t0.Add(verify.DefaultMaxAge + verify.DefaultClockSkew + time.Second)
 	if err := v.Verify(context.Background(), r, testBody); !errors.Is(err, verify.ErrStale) {
 		t.Errorf("same head once stale: %v, want ErrStale", err)
 	}
+}
+
+// swappableKeys is a key source whose one key (under any key id) can be
+// replaced, as an upstream rotation that reuses a key id would.
+type swappableKeys struct {
+	mu  sync.Mutex
+	pub crypto.PublicKey
+}
+
+func (k *swappableKeys) set(pub crypto.PublicKey) { k.mu.Lock(); k.pub = pub; k.mu.Unlock() }
+
+func (k *swappableKeys) Key(context.Context, string) (crypto.PublicKey, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.pub, nil
 }
