@@ -17,9 +17,13 @@ const verifiedCap = 4096
 // the key (id and material), the signature and the signature bases, so anything that
 // differs is verified afresh; entries lapse when their signature could no
 // longer pass the freshness check anyway. Failures are never remembered.
+// At most verifiedCap entries are kept, the oldest made room for first, at
+// a constant cost per verification.
 type verifiedCache struct {
 	mu      sync.Mutex
 	entries map[[sha256.Size]byte]time.Time // → when the entry lapses
+	order   [][sha256.Size]byte             // the keys, a ring in the order they came
+	next    int                             // where in order the next key goes
 }
 
 func cacheKey(h *Head) [sha256.Size]byte {
@@ -42,26 +46,25 @@ func (c *verifiedCache) has(k [sha256.Size]byte, now time.Time) bool {
 	return ok && now.Before(until)
 }
 
-// add remembers k as verified until until, dropping lapsed entries (and,
-// when all are current, an arbitrary one) to stay within verifiedCap.
-func (c *verifiedCache) add(k [sha256.Size]byte, until, now time.Time) {
+// add remembers k as verified until until, forgetting the oldest key
+// when verifiedCap are remembered.
+func (c *verifiedCache) add(k [sha256.Size]byte, until time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.entries == nil {
-		c.entries = make(map[[sha256.Size]byte]time.Time)
+		c.entries = make(map[[sha256.Size]byte]time.Time, verifiedCap)
+		c.order = make([][sha256.Size]byte, 0, verifiedCap)
 	}
-	if len(c.entries) >= verifiedCap {
-		for e, u := range c.entries {
-			if !now.Before(u) {
-				delete(c.entries, e)
-			}
-		}
-		for e := range c.entries {
-			if len(c.entries) < verifiedCap {
-				break
-			}
-			delete(c.entries, e)
-		}
+	if _, ok := c.entries[k]; ok {
+		c.entries[k] = until
+		return
+	}
+	if len(c.order) < verifiedCap {
+		c.order = append(c.order, k)
+	} else {
+		delete(c.entries, c.order[c.next])
+		c.order[c.next] = k
+		c.next = (c.next + 1) % verifiedCap
 	}
 	c.entries[k] = until
 }

@@ -123,7 +123,7 @@ func (h *Head) VerifySignature() error {
 	}
 	for _, b := range h.bases {
 		if httpsig.VerifyBase(h.pub, b, h.sig) == nil {
-			h.v.verified.add(key, h.created.Add(h.v.maxAge+h.v.skew), now)
+			h.v.verified.add(key, h.created.Add(h.v.maxAge+h.v.skew))
 			return nil
 		}
 	}
