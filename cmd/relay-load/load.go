@@ -237,6 +237,17 @@ func runAll(ctx context.Context, cfg config, log zerolog.Logger) (*report, error
 		}
 		defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), streamName) }()
 	}
+	// The anchor stays while the measurement's stream is replaced (see
+	// freshStream): once an account's last stream is deleted, nats-server
+	// removes the account's stream directory in the background, which can
+	// race with creating the next stream ("could not create storage
+	// directory").
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: anchorStream, Subjects: []string{anchorSubject}, Storage: jetstream.FileStorage,
+	}); err != nil {
+		return nil, fmt.Errorf("anchor stream: %w", err)
+	}
+	defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), anchorStream) }()
 	emu, err := emulator.New()
 	if err != nil {
 		return nil, err
@@ -321,6 +332,12 @@ func runAll(ctx context.Context, cfg config, log zerolog.Logger) (*report, error
 	rep.Targets = evaluate(rep)
 	return rep, nil
 }
+
+// The anchor stream: see runAll.
+const (
+	anchorStream  = "RELAY_LOAD_ANCHOR"
+	anchorSubject = "relay-load.anchor"
+)
 
 func streamOptions(replicas int) broker.StreamOptions {
 	return broker.StreamOptions{Name: streamName, Prefix: subjectPrefix, MaxAge: 720 * time.Hour, Replicas: replicas, Duplicates: 2 * time.Hour}
