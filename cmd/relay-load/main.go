@@ -63,7 +63,7 @@ func cli() int {
 	flag.Uint64Var(&cfg.Seed, "seed", 1, "event generator seed")
 	flag.DurationVar(&cfg.Soak, "soak", 0, "after the scenarios, keep 32 concurrent 1 MiB packages going for this long, sampling the relay's RSS (e.g. 10m)")
 	flag.BoolVar(&cfg.SyncAlways, "sync-always", false, "the NATS server fsyncs every write (the embedded relay's default); otherwise nats-server's default interval")
-	flag.StringVar(&cfg.NATS, "nats", "", "NATS server or cluster URLs to measure against, used for nothing else (it must not hold a stream UPVEST; the one the measurement makes is deleted at the end); default: a server started here; -sync-always does not apply")
+	flag.StringVar(&cfg.NATS, "nats", "", "NATS server or cluster URLs to measure against, used for nothing else (it must not hold a stream UPVEST; the streams the measurement makes, UPVEST and RELAY_LOAD_ANCHOR, are deleted at the end); default: a server started here; -sync-always does not apply")
 	flag.IntVar(&cfg.Replicas, "replicas", 1, "the stream's replicas (3 on a 3-node cluster)")
 	asJSON := flag.Bool("json", false, "print the report as JSON")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process to this file (with -inprocess, the relay's too)")
