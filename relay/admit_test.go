@@ -154,3 +154,63 @@ func TestFloodOfUnverifiableRequests(t *testing.T) {
 		t.Errorf("stored %d messages, want the 8 valid events only", got)
 	}
 }
+
+// tinyElements is a package whose payload is n elements "0": valid JSON,
+// about two bytes per element, no event in it.
+func tinyElements(n int) []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"payload":[`)
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('0')
+	}
+	b.WriteString(`]}`)
+	return b.Bytes()
+}
+
+// TestForgedBodyOfTinyElementsIsNotParsedWhole: a request whose head and
+// digest are in order but whose signature is wrong gets 401, and its body
+// is not parsed whole meanwhile: a body of two million one-byte elements
+// would otherwise make the parse allocate hundreds of megabytes of element
+// records, many times the body, before the signature failed.
+func TestForgedBodyOfTinyElementsIsNotParsedWhole(t *testing.T) {
+	emu, v := realVerifier(t)
+	f := newFixture(t, v)
+	body := tinyElements(2 << 20)
+	req := signedRequest(t, emu, f.http.URL+webhookPath, body)
+	// A covered header changed after signing: the signature no longer
+	// holds, while the digest still matches the body.
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	r := send(t, req)
+	runtime.ReadMemStats(&after)
+	if p := decodeProblem(t, r); r.status != http.StatusUnauthorized || p.Type != "urn:upvest-relay:problem:bad_signature" {
+		t.Fatalf("forged request: %d %+v, want 401 bad_signature", r.status, p)
+	}
+	if alloc, limit := after.TotalAlloc-before.TotalAlloc, uint64(4*len(body)); alloc > limit {
+		t.Errorf("serving a forged %d-byte body allocated %d bytes, want at most %d", len(body), alloc, limit)
+	}
+}
+
+// TestSignedPackageOfTinyElements: a validly signed package with more
+// elements than are parsed before the signature holds is parsed whole
+// once it does: every element is dead-lettered, none lost.
+func TestSignedPackageOfTinyElements(t *testing.T) {
+	emu, v := realVerifier(t)
+	f := newFixture(t, v)
+	const n = 3000
+	r := send(t, signedRequest(t, emu, f.http.URL+webhookPath, tinyElements(n)))
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	if s := decodeSummary(t, r); s.Events != n || s.Deadlettered != n || s.Published != 0 {
+		t.Errorf("summary %+v, want %d events, all dead-lettered", s, n)
+	}
+	if got := len(f.stored()); got != n {
+		t.Errorf("stream holds %d messages, want %d dead letters", got, n)
+	}
+}

@@ -260,13 +260,18 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, tr *packageTrac
 	if id, ok := hlog.IDFromRequest(r); ok {
 		requestID = id.String()
 	}
-	// The body is parsed while its signature is still being checked;
+	// The body is parsed while its signature is still being checked, as
+	// far as a package from Upvest needs (see speculativeElements);
 	// nothing is published before the signature holds.
-	msgs, out := h.messages(body, requestID)
+	msgs, out, err := h.messagesAtMost(body, requestID, speculativeElements(len(body)))
+	whole := err == nil
 	err = verified()
 	verifying.end(err)
 	if err != nil {
 		return outcome{}, err
+	}
+	if !whole {
+		msgs, out = h.messages(body, requestID)
 	}
 	// Only a verified package takes a publishing slot.
 	select {
@@ -315,16 +320,35 @@ func (h *Handler) admitBody(w http.ResponseWriter, r *http.Request) (body []byte
 // published: one per event, a dead letter per malformed event, or a single
 // dead letter for a body that is not a package. It only reads the body.
 func (h *Handler) messages(body []byte, requestID string) (*publication, outcome) {
+	p, out, _ := h.messagesAtMost(body, requestID, 0)
+	return p, out
+}
+
+// speculativeElements is how many elements a body of n bytes is parsed
+// for before its signature holds. Upvest's events take several hundred
+// bytes each, so its packages stay below it; a body made of many tiny
+// elements (a forged one, say, 16 MiB of "0,") would otherwise make the
+// parse hold several times its size in element records before its
+// signature failed. Such a body is parsed whole only once it is verified.
+func speculativeElements(n int) int { return max(1024, n/256) }
+
+// messagesAtMost is messages, except that with limit > 0 it gives up with
+// errElementLimit, building nothing, on a payload of more than limit
+// elements.
+func (h *Handler) messagesAtMost(body []byte, requestID string, limit int) (*publication, outcome, error) {
 	p := &publication{body: body, requestID: requestID, b: newMsgBuilder(h.prefix, h.sourceBase, h.types)}
-	pp, err := parsePackage(body)
+	pp, err := parsePackageAtMost(body, limit)
+	if errors.Is(err, errElementLimit) {
+		return nil, outcome{}, err
+	}
 	if err != nil {
 		reason := deadLetterReason(err)
 		p.whole = deadLetterMsg(h.prefix, h.sourceBase, sha256.Sum256(body), body, reason, requestID, -1)
-		return p, outcome{notPackage: reason}
+		return p, outcome{notPackage: reason}, nil
 	}
 	p.pp = pp
 	p.findRepeats()
-	return p, outcome{Events: len(pp.elems)}
+	return p, outcome{Events: len(pp.elems)}, nil
 }
 
 // publish stores every message of p in package order (see storeInOrder),

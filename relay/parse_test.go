@@ -83,6 +83,7 @@ func checkParse(t *testing.T, body []byte) {
 	if !sameErr(err, refErr) || len(elems) != len(refRaws) {
 		t.Fatalf("parsePackage(%q) = %d elements, %v; encoding/json: %d, %v", body, len(elems), err, len(refRaws), refErr)
 	}
+	checkLimit(t, body, len(elems), err)
 	if err != nil {
 		return
 	}
@@ -104,6 +105,34 @@ func checkParse(t *testing.T, body []byte) {
 			t.Fatalf("element %d: reused message %s %v, alone %s %v", i, got.Subject, got.Header, want.Subject, want.Header)
 		}
 		checkMsgHeaders(t, got.Header)
+	}
+}
+
+// checkLimit: parsePackageAtMost with a limit gives what parsePackage gave
+// (n elements, or err) or, when some payload array is longer than the
+// limit, errElementLimit; below the elements of the payload it returns,
+// always errElementLimit.
+func checkLimit(t *testing.T, body []byte, n int, err error) {
+	t.Helper()
+	for _, limit := range []int{1, n, n + 1} {
+		pp, lerr := parsePackageAtMost(body, limit)
+		switch {
+		case errors.Is(lerr, errElementLimit):
+			if pp != nil {
+				t.Fatalf("parsePackageAtMost(%q, %d): errElementLimit with a result", body, limit)
+			}
+		case lerr != nil || err != nil:
+			if !sameErr(lerr, err) {
+				t.Fatalf("parsePackageAtMost(%q, %d) = %v, parsePackage: %v", body, limit, lerr, err)
+			}
+		case len(pp.elems) != n || n > limit:
+			t.Fatalf("parsePackageAtMost(%q, %d) = %d elements, parsePackage: %d", body, limit, len(pp.elems), n)
+		}
+	}
+	if err == nil && n > 1 {
+		if _, lerr := parsePackageAtMost(body, n-1); !errors.Is(lerr, errElementLimit) {
+			t.Fatalf("parsePackageAtMost(%q, %d) = %v for %d elements, want errElementLimit", body, n-1, lerr, n)
+		}
 	}
 }
 

@@ -59,7 +59,17 @@ type element struct {
 // encoding/json does and returns the elements of its "payload" array (the
 // last "payload" member, if there are several), or one of the errors Split
 // documents.
-func parsePackage(body []byte) (*parsed, error) {
+func parsePackage(body []byte) (*parsed, error) { return parsePackageAtMost(body, 0) }
+
+// errElementLimit: a body has more elements than parsePackageAtMost was
+// told to read.
+var errElementLimit = errors.New("relay: more elements than the limit")
+
+// parsePackageAtMost is parsePackage, except that with limit > 0 it stops
+// with errElementLimit once an array it reads as a payload has more than
+// limit elements, whatever else the body holds: what it allocates is then
+// bounded by limit, not by the body.
+func parsePackageAtMost(body []byte, limit int) (*parsed, error) {
 	p := parser{d: body}
 	var (
 		elems    []element
@@ -84,15 +94,24 @@ func parsePackage(body []byte) (*parsed, error) {
 				// Upvest's events take several hundred bytes each;
 				// guessing from the size saves most of the appends'
 				// copying.
-				elems = make([]element, 0, max(8, len(body)/512))
+				n := max(8, len(body)/512)
+				if limit > 0 {
+					n = min(n, limit)
+				}
+				elems = make([]element, 0, n)
 			}
 			return p.array(func() error {
+				if limit > 0 && len(elems) == limit {
+					return errElementLimit
+				}
 				elems = append(elems, element{})
 				return p.event(&elems[len(elems)-1])
 			})
 		})
 	})
 	switch {
+	case errors.Is(err, errElementLimit):
+		return nil, err
 	case err != nil:
 		return nil, ErrInvalidJSON
 	case !isObject || payload == 0:
