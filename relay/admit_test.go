@@ -191,9 +191,14 @@ func TestForgedBodyOfTinyElementsIsNotParsedWhole(t *testing.T) {
 	if p := decodeProblem(t, r); r.status != http.StatusUnauthorized || p.Type != "urn:upvest-relay:problem:bad_signature" {
 		t.Fatalf("forged request: %d %+v, want 401 bad_signature", r.status, p)
 	}
-	if alloc, limit := after.TotalAlloc-before.TotalAlloc, uint64(4*len(body)); alloc > limit {
+	// The body's buffer and a bounded parse are a few times its size
+	// (more under the race detector, and other tests' goroutines allocate
+	// meanwhile); parsing it whole took 1.4 GB, 350 times its size.
+	alloc, limit := after.TotalAlloc-before.TotalAlloc, uint64(16*len(body))
+	if alloc > limit {
 		t.Errorf("serving a forged %d-byte body allocated %d bytes, want at most %d", len(body), alloc, limit)
 	}
+	t.Logf("serving a forged %d-byte body allocated %d bytes", len(body), alloc)
 }
 
 // TestSignedPackageOfTinyElements: a validly signed package with more
