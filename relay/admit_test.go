@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -217,5 +219,65 @@ func TestSignedPackageOfTinyElements(t *testing.T) {
 	}
 	if got := len(f.stored()); got != n {
 		t.Errorf("stream holds %d messages, want %d dead letters", got, n)
+	}
+}
+
+// TestSignedDeepPackage: a validly signed package nesting deeper than is
+// parsed before the signature holds is parsed whole once it does, and its
+// event stored.
+func TestSignedDeepPackage(t *testing.T) {
+	emu, v := realVerifier(t)
+	f := newFixture(t, v)
+	const deep = 200
+	ev := strings.Replace(event("deep-1", "ORDER.FILLED"), `"amount"`,
+		`"nested":`+strings.Repeat("[", deep)+strings.Repeat("]", deep)+`, "amount"`, 1)
+	r := send(t, signedRequest(t, emu, f.http.URL+webhookPath, pkg(ev)))
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	if s := decodeSummary(t, r); s.Events != 1 || s.Published != 1 {
+		t.Errorf("summary %+v, want the one event published", s)
+	}
+}
+
+// TestForgedDeepBodyIsNotParsedWhole: a forged request (digest in order,
+// signature wrong) whose body nests arrays ten thousand deep gets 401
+// without the parse growing a stack for that depth: parsed whole, its
+// 20 KB take a megabyte of stack, which the goroutine keeps (here, with
+// no collection to shrink it, while it stays blocked).
+func TestForgedDeepBodyIsNotParsedWhole(t *testing.T) {
+	emu, v := realVerifier(t)
+	f := newFixture(t, v)
+	const deep = 9990
+	body := []byte(`{"payload":[` + strings.Repeat("[", deep) + strings.Repeat("]", deep) + `]}`)
+	const n = 20
+	reqs := make([]*http.Request, n)
+	for i := range reqs {
+		reqs[i] = signedRequest(t, emu, f.http.URL+webhookPath, body)
+		reqs[i].Header.Set("Content-Type", "application/json; charset=utf-8")
+	}
+	runtime.GC()
+	// No collection meanwhile: it would shrink the grown stacks again.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	served, release := make(chan int, n), make(chan struct{})
+	for _, req := range reqs {
+		go func() {
+			rec := httptest.NewRecorder()
+			f.handler.ServeHTTP(rec, req)
+			served <- rec.Code
+			<-release
+		}()
+	}
+	for range n {
+		if code := <-served; code != http.StatusUnauthorized {
+			t.Errorf("forged deep body: status %d, want 401", code)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	close(release)
+	if grown := int64(after.StackInuse) - int64(before.StackInuse); grown > n<<20/4 {
+		t.Errorf("stacks grew by %d bytes serving %d forged deep bodies", grown, n)
 	}
 }

@@ -261,9 +261,9 @@ func (h *Handler) handle(w http.ResponseWriter, r *http.Request, tr *packageTrac
 		requestID = id.String()
 	}
 	// The body is parsed while its signature is still being checked, as
-	// far as a package from Upvest needs (see speculativeElements);
-	// nothing is published before the signature holds.
-	msgs, out, err := h.messagesAtMost(body, requestID, speculativeElements(len(body)))
+	// far as a package from Upvest needs (see speculativeLimits); nothing
+	// is published before the signature holds.
+	msgs, out, err := h.messagesWithin(body, requestID, speculativeLimits(len(body)))
 	whole := err == nil
 	err = verified()
 	verifying.end(err)
@@ -320,25 +320,33 @@ func (h *Handler) admitBody(w http.ResponseWriter, r *http.Request) (body []byte
 // published: one per event, a dead letter per malformed event, or a single
 // dead letter for a body that is not a package. It only reads the body.
 func (h *Handler) messages(body []byte, requestID string) (*publication, outcome) {
-	p, out, _ := h.messagesAtMost(body, requestID, 0)
+	p, out, _ := h.messagesWithin(body, requestID, parseLimits{})
 	return p, out
 }
 
-// speculativeElements is how many elements a body of n bytes is parsed
-// for before its signature holds. Upvest's events take several hundred
-// bytes each, so its packages stay below it; a body made of many tiny
-// elements (a forged one, say, 16 MiB of "0,") would otherwise make the
-// parse hold several times its size in element records before its
-// signature failed. Such a body is parsed whole only once it is verified.
-func speculativeElements(n int) int { return max(1024, n/256) }
+// speculativeDepth is how deep arrays and objects may nest in a body
+// parsed before its signature holds; Upvest's events nest a few levels.
+const speculativeDepth = 64
 
-// messagesAtMost is messages, except that with limit > 0 it gives up with
-// errElementLimit, building nothing, on a payload of more than limit
-// elements.
-func (h *Handler) messagesAtMost(body []byte, requestID string, limit int) (*publication, outcome, error) {
+// speculativeLimits is how far a body of n bytes is parsed before its
+// signature holds: one element per 256 bytes (at least 1024) and
+// speculativeDepth levels. Upvest's events take several hundred bytes
+// each and nest a few levels, so its packages stay within them. A forged
+// body would otherwise cost the parse many times its size: millions of
+// one-byte elements make element records (350 times the body), ten
+// thousand nested arrays a megabyte of stack per 20 KB, held while the
+// request waits for its verdict. A body beyond them is parsed whole only
+// once its signature holds.
+func speculativeLimits(n int) parseLimits {
+	return parseLimits{elements: max(1024, n/256), depth: speculativeDepth}
+}
+
+// messagesWithin is messages, except that it gives up with errParseLimit,
+// building nothing, on a body beyond lim.
+func (h *Handler) messagesWithin(body []byte, requestID string, lim parseLimits) (*publication, outcome, error) {
 	p := &publication{body: body, requestID: requestID, b: newMsgBuilder(h.prefix, h.sourceBase, h.types)}
-	pp, err := parsePackageAtMost(body, limit)
-	if errors.Is(err, errElementLimit) {
+	pp, err := parsePackageWithin(body, lim)
+	if errors.Is(err, errParseLimit) {
 		return nil, outcome{}, err
 	}
 	if err != nil {

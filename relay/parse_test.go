@@ -108,30 +108,57 @@ func checkParse(t *testing.T, body []byte) {
 	}
 }
 
-// checkLimit: parsePackageAtMost with a limit gives what parsePackage gave
-// (n elements, or err) or, when some payload array is longer than the
-// limit, errElementLimit; below the elements of the payload it returns,
-// always errElementLimit.
+// checkLimit: parsePackageWithin gives what parsePackage gave (n
+// elements, or err) or errParseLimit: always when the payload it returns
+// has more elements than allowed or the body nests deeper, never when
+// neither holds for a body that parses.
 func checkLimit(t *testing.T, body []byte, n int, err error) {
 	t.Helper()
-	for _, limit := range []int{1, n, n + 1} {
-		pp, lerr := parsePackageAtMost(body, limit)
+	depth := nesting(body)
+	for _, lim := range []parseLimits{
+		{elements: 1}, {elements: n}, {elements: n + 1},
+		{depth: 1}, {depth: 2}, {depth: max(1, depth-1)}, {depth: depth}, {elements: n, depth: depth},
+	} {
+		pp, lerr := parsePackageWithin(body, lim)
 		switch {
-		case errors.Is(lerr, errElementLimit):
+		case errors.Is(lerr, errParseLimit):
 			if pp != nil {
-				t.Fatalf("parsePackageAtMost(%q, %d): errElementLimit with a result", body, limit)
+				t.Fatalf("parsePackageWithin(%q, %+v): errParseLimit with a result", body, lim)
+			}
+			if err == nil && n <= lim.elements && depth <= lim.depth {
+				t.Fatalf("parsePackageWithin(%q, %+v) = errParseLimit; %d elements, %d deep", body, lim, n, depth)
 			}
 		case lerr != nil || err != nil:
 			if !sameErr(lerr, err) {
-				t.Fatalf("parsePackageAtMost(%q, %d) = %v, parsePackage: %v", body, limit, lerr, err)
+				t.Fatalf("parsePackageWithin(%q, %+v) = %v, parsePackage: %v", body, lim, lerr, err)
 			}
-		case len(pp.elems) != n || n > limit:
-			t.Fatalf("parsePackageAtMost(%q, %d) = %d elements, parsePackage: %d", body, limit, len(pp.elems), n)
+		case len(pp.elems) != n:
+			t.Fatalf("parsePackageWithin(%q, %+v) = %d elements, parsePackage: %d", body, lim, len(pp.elems), n)
+		case lim.elements > 0 && n > lim.elements, lim.depth > 0 && depth > lim.depth:
+			t.Fatalf("parsePackageWithin(%q, %+v) read %d elements %d deep", body, lim, n, depth)
 		}
 	}
-	if err == nil && n > 1 {
-		if _, lerr := parsePackageAtMost(body, n-1); !errors.Is(lerr, errElementLimit) {
-			t.Fatalf("parsePackageAtMost(%q, %d) = %v for %d elements, want errElementLimit", body, n-1, lerr, n)
+}
+
+// nesting is how deep arrays and objects nest in body (0 for a scalar or
+// invalid JSON).
+func nesting(body []byte) int {
+	if !json.Valid(body) {
+		return 0
+	}
+	d := json.NewDecoder(bytes.NewReader(body))
+	depth, deepest := 0, 0
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return deepest
+		}
+		switch tok {
+		case json.Delim('['), json.Delim('{'):
+			depth++
+			deepest = max(deepest, depth)
+		case json.Delim(']'), json.Delim('}'):
+			depth--
 		}
 	}
 }

@@ -60,10 +60,11 @@ const (
 
 // parser reads d from position i.
 type parser struct {
-	d       []byte
-	i       int
-	depth   int
-	decoded []string // texts of fieldDecoded fields
+	d          []byte
+	i          int
+	depth      int
+	depthLimit int      // > 0: nesting deeper than this stops with errParseLimit
+	decoded    []string // texts of fieldDecoded fields
 }
 
 // strClass is 0 for the bytes a JSON string passes over as they are
@@ -299,8 +300,11 @@ func digits(d []byte, i int) int {
 // enter and leave track the nesting depth of arrays and objects.
 func (p *parser) enter() error {
 	p.depth++
-	if p.depth > maxDepth {
+	switch {
+	case p.depth > maxDepth:
 		return errSyntax
+	case p.depthLimit > 0 && p.depth > p.depthLimit:
+		return errParseLimit
 	}
 	return nil
 }

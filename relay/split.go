@@ -59,18 +59,26 @@ type element struct {
 // encoding/json does and returns the elements of its "payload" array (the
 // last "payload" member, if there are several), or one of the errors Split
 // documents.
-func parsePackage(body []byte) (*parsed, error) { return parsePackageAtMost(body, 0) }
+func parsePackage(body []byte) (*parsed, error) { return parsePackageWithin(body, parseLimits{}) }
 
-// errElementLimit: a body has more elements than parsePackageAtMost was
-// told to read.
-var errElementLimit = errors.New("relay: more elements than the limit")
+// parseLimits bound what parsePackageWithin reads; a zero field is no
+// bound.
+type parseLimits struct {
+	elements int // elements of an array read as a payload
+	depth    int // nesting of arrays and objects
+}
 
-// parsePackageAtMost is parsePackage, except that with limit > 0 it stops
-// with errElementLimit once an array it reads as a payload has more than
-// limit elements, whatever else the body holds: what it allocates is then
-// bounded by limit, not by the body.
-func parsePackageAtMost(body []byte, limit int) (*parsed, error) {
-	p := parser{d: body}
+// errParseLimit: a body has more elements or deeper nesting than
+// parsePackageWithin was allowed to read.
+var errParseLimit = errors.New("relay: body beyond the parse limits")
+
+// parsePackageWithin is parsePackage, except that it stops with
+// errParseLimit, whatever else the body holds, once an array it reads as
+// a payload has more than lim.elements elements or arrays and objects
+// nest deeper than lim.depth: what the parse allocates, and its stack,
+// are then bounded by lim, not by the body.
+func parsePackageWithin(body []byte, lim parseLimits) (*parsed, error) {
+	p := parser{d: body, depthLimit: lim.depth}
 	var (
 		elems    []element
 		isObject bool
@@ -95,14 +103,14 @@ func parsePackageAtMost(body []byte, limit int) (*parsed, error) {
 				// guessing from the size saves most of the appends'
 				// copying.
 				n := max(8, len(body)/512)
-				if limit > 0 {
-					n = min(n, limit)
+				if lim.elements > 0 {
+					n = min(n, lim.elements)
 				}
 				elems = make([]element, 0, n)
 			}
 			return p.array(func() error {
-				if limit > 0 && len(elems) == limit {
-					return errElementLimit
+				if lim.elements > 0 && len(elems) == lim.elements {
+					return errParseLimit
 				}
 				elems = append(elems, element{})
 				return p.event(&elems[len(elems)-1])
@@ -110,7 +118,7 @@ func parsePackageAtMost(body []byte, limit int) (*parsed, error) {
 		})
 	})
 	switch {
-	case errors.Is(err, errElementLimit):
+	case errors.Is(err, errParseLimit):
 		return nil, err
 	case err != nil:
 		return nil, ErrInvalidJSON
