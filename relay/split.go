@@ -98,22 +98,18 @@ func parsePackageWithin(body []byte, lim parseLimits) (*parsed, error) {
 			if payload != '[' {
 				return p.value()
 			}
-			if elems == nil {
-				// Upvest's events take several hundred bytes each;
-				// guessing from the size saves most of the appends'
-				// copying.
-				n := max(8, len(body)/512)
-				if lim.elements > 0 {
-					n = min(n, lim.elements)
-				}
-				elems = make([]element, 0, n)
-			}
 			return p.array(func() error {
 				if lim.elements > 0 && len(elems) == lim.elements {
 					return errParseLimit
 				}
 				elems = append(elems, element{})
-				return p.event(&elems[len(elems)-1])
+				if err := p.event(&elems[len(elems)-1]); err != nil {
+					return err
+				}
+				if len(elems) == 1 {
+					elems = roomFor(elems, len(body), p.i, lim.elements)
+				}
+				return nil
 			})
 		})
 	})
@@ -130,6 +126,26 @@ func parsePackageWithin(body []byte, lim parseLimits) (*parsed, error) {
 	pp := &parsed{body: body, elems: elems, decoded: p.decoded}
 	pp.finish()
 	return pp, nil
+}
+
+// roomFor returns elems, holding a payload's first element, which ends at
+// pos of a body of n bytes, with room for as many elements as the rest of
+// the body holds if they are about that size: guessing saves most of the
+// appends' copying, and guessing from the first element instead of from
+// the body alone keeps the guess close whatever the events' size. It
+// guesses at most one element per 256 bytes (Upvest's events take several
+// hundred bytes each; a tiny first element must not make a large guess)
+// and at most limit (when > 0); beyond, elements are appended.
+func roomFor(elems []element, n, pos, limit int) []element {
+	want := 1 + (n-pos)/(len(elems[0].raw)+1)
+	want = min(want+want/8, max(8, n/256))
+	if limit > 0 {
+		want = min(want, limit)
+	}
+	if want <= cap(elems) {
+		return elems
+	}
+	return append(make([]element, 0, want), elems...)
 }
 
 // parsed is what parsePackage read: the elements of the payload.
