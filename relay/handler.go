@@ -344,11 +344,11 @@ func speculativeLimits(n int) parseLimits {
 // messagesWithin is messages, except that it gives up with errParseLimit,
 // building nothing, on a body beyond lim.
 func (h *Handler) messagesWithin(body []byte, requestID string, lim parseLimits) (*publication, outcome, error) {
-	p := &publication{body: body, requestID: requestID, b: newMsgBuilder(h.prefix, h.sourceBase, h.types)}
 	pp, err := parsePackageWithin(body, lim)
 	if errors.Is(err, errParseLimit) {
 		return nil, outcome{}, err
 	}
+	p := &publication{body: body, requestID: requestID, b: newMsgBuilder(h.prefix, h.sourceBase, h.types)}
 	if err != nil {
 		reason := deadLetterReason(err)
 		p.whole = deadLetterMsg(h.prefix, h.sourceBase, sha256.Sum256(body), body, reason, requestID, -1)
