@@ -131,6 +131,12 @@ type ratios struct {
 	RateVerify float64 `json:"rate_verify"`
 	P99        float64 `json:"p99"`
 	P99Verify  float64 `json:"p99_verify"`
+	// CPUShare is the floor + verify's CPU per event (all in this
+	// process) ÷ the relay's (the relay process plus this one: the NATS
+	// server and the senders); 0 without the relay process's usage. When
+	// the machine's cores are the limit, the relay's events/s cannot
+	// exceed this share of the floor + verify's.
+	CPUShare float64 `json:"cpu_share_verify,omitempty"`
 	// FloodP50 and FloodP99: the relay during the flood ÷ the relay calm.
 	FloodP50 float64 `json:"flood_p50,omitempty"`
 	FloodP99 float64 `json:"flood_p99,omitempty"`
@@ -144,11 +150,17 @@ func (r run) ratios() ratios {
 	if r.Floor == nil || r.FloorVerify == nil {
 		return ratios{}
 	}
-	return ratios{
+	q := ratios{
 		P50: div(r.Relay.P50, r.Floor.P50), P50Verify: div(r.Relay.P50, r.FloorVerify.P50),
 		Rate: r.Relay.Rate / r.Floor.Rate, RateVerify: r.Relay.Rate / r.FloorVerify.Rate,
 		P99: div(r.Relay.P99, r.Floor.P99), P99Verify: div(r.Relay.P99, r.FloorVerify.P99),
 	}
+	if u := r.Relay.Usage; u != nil {
+		floor := r.FloorVerify.LoadCPU.Seconds() / float64(r.FloorVerify.Events)
+		relay := (u.CPU + r.Relay.LoadCPU).Seconds() / float64(r.Relay.Events)
+		q.CPUShare = floor / relay
+	}
+	return q
 }
 
 // scenarioReport is a scenario's runs and the medians over them.
@@ -162,12 +174,6 @@ type scenarioReport struct {
 	AllocsPerEvent float64       `json:"relay_allocs_per_event,omitempty"`
 	CPUPerEvent    time.Duration `json:"relay_cpu_per_event_ns,omitempty"`
 	PeakRSS        uint64        `json:"relay_peak_rss_bytes,omitempty"` // highest over the runs
-	// CPUShare is the median over the runs of the floor + verify's CPU per
-	// event (all in this process) ÷ the relay's (the relay process plus
-	// this one: the NATS server and the senders). When the machine's cores
-	// are the limit, the relay's events/s cannot exceed this share of the
-	// floor + verify's.
-	CPUShare float64 `json:"cpu_share_verify,omitempty"`
 }
 
 // report is everything one invocation measured.
@@ -631,19 +637,8 @@ func (s *scenarioReport) summarize() {
 		P50: f(func(r ratios) float64 { return r.P50 }), P50Verify: f(func(r ratios) float64 { return r.P50Verify }),
 		Rate: f(func(r ratios) float64 { return r.Rate }), RateVerify: f(func(r ratios) float64 { return r.RateVerify }),
 		P99: f(func(r ratios) float64 { return r.P99 }), P99Verify: f(func(r ratios) float64 { return r.P99Verify }),
+		CPUShare: f(func(r ratios) float64 { return r.CPUShare }),
 		FloodP50: f(func(r ratios) float64 { return r.FloodP50 }), FloodP99: f(func(r ratios) float64 { return r.FloodP99 }),
-	}
-	var shares []float64
-	for _, r := range s.Runs {
-		if r.FloorVerify != nil && r.Relay.Usage != nil {
-			floor := r.FloorVerify.LoadCPU.Seconds() / float64(r.FloorVerify.Events)
-			relay := (r.Relay.Usage.CPU + r.Relay.LoadCPU).Seconds() / float64(r.Relay.Events)
-			shares = append(shares, floor/relay)
-		}
-	}
-	if len(shares) > 0 {
-		slices.Sort(shares)
-		s.CPUShare = shares[len(shares)/2]
 	}
 	if u := s.Median.Relay.Usage; u != nil {
 		s.AllocsPerEvent = float64(u.Mallocs) / float64(s.Median.Relay.Events)

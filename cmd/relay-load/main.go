@@ -151,7 +151,7 @@ func writeReport(w io.Writer, r *report) {
 				ev := time.Duration(s.Median.Relay.Events)
 				fmt.Fprintf(w, "  CPU per event, all processes: floor + verify %s; relay %s (relay process) + %s (load); share %.2f\n",
 					(fv.LoadCPU / time.Duration(fv.Events)).Round(100*time.Nanosecond),
-					s.CPUPerEvent.Round(100*time.Nanosecond), (s.Median.Relay.LoadCPU / ev).Round(100*time.Nanosecond), s.CPUShare)
+					s.CPUPerEvent.Round(100*time.Nanosecond), (s.Median.Relay.LoadCPU / ev).Round(100*time.Nanosecond), s.Ratios.CPUShare)
 			}
 		}
 	}

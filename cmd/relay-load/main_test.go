@@ -40,8 +40,8 @@ func TestRunSmall(t *testing.T) {
 			if !inProcess && (s.AllocsPerEvent <= 0 || s.PeakRSS == 0) {
 				t.Errorf("%s: relay process usage missing: %v allocs/event, peak RSS %d", s.Name, s.AllocsPerEvent, s.PeakRSS)
 			}
-			if wantShare := !inProcess && s.Floors; wantShare != (s.CPUShare > 0) {
-				t.Errorf("%s: CPU share %v (in process %v, floors %v)", s.Name, s.CPUShare, inProcess, s.Floors)
+			if wantShare := !inProcess && s.Floors; wantShare != (s.Ratios.CPUShare > 0) {
+				t.Errorf("%s: CPU share %v (in process %v, floors %v)", s.Name, s.Ratios.CPUShare, inProcess, s.Floors)
 			}
 		}
 		if rep.Verify <= 0 {
