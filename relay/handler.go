@@ -112,6 +112,7 @@ type Handler struct {
 	batched atomic.Bool // fast-ingest batches; false once the server refused them
 	types   *typeCache
 	slots   chan struct{}
+	group   *grouper
 	admit   *admission
 	metrics *metrics
 	chain   http.Handler
@@ -169,6 +170,7 @@ func NewHandler(path string, v Verifier, p Publisher, opts ...Option) (*Handler,
 	h.batched.Store(h.batchInit)
 	h.types = newTypeCache(h.prefix)
 	h.slots = make(chan struct{}, h.maxInFlight)
+	h.group = newGrouper(h, groupSlots)
 	h.admit = newAdmission(h.readBudget, h.maxVerify)
 	h.chain = hlog.NewHandler(h.log)(
 		hlog.RequestIDHandler("req_id", RequestIDHeader)(

@@ -217,15 +217,20 @@ func (h *Handler) storeInOrder(ctx context.Context, p *publication, out *outcome
 		var err error
 		if known && n-pos > 1 && h.batched.Load() {
 			var k int
-			k, err = h.publishBatch(ctx, p, pos, out)
+			if pos == 0 && n < groupMaxPackage {
+				k, err = h.group.store(ctx, p, out)
+			} else {
+				k, err = h.publishBatch(ctx, p, pos, out)
+			}
 			pos += k
 			if err == nil {
 				continue
 			}
 			known = false
 			if errors.Is(err, errNoBatching) {
-				h.batched.Store(false)
-				h.log.Warn().Err(err).Msg("JetStream refuses fast-ingest batches on this stream: packages are stored one message at a time from now on (slower); use nats-server 2.14 or later with allow_batched on the stream")
+				if h.batched.CompareAndSwap(true, false) {
+					h.log.Warn().Err(err).Msg("JetStream refuses fast-ingest batches on this stream: packages are stored one message at a time from now on (slower); use nats-server 2.14 or later with allow_batched on the stream")
+				}
 				continue
 			}
 		} else {

@@ -1,0 +1,203 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/synadia-io/orbit.go/jetstreamext"
+)
+
+// Group commit.
+//
+// Each fast-ingest batch costs the relay and the JetStream server a fixed
+// amount besides its messages: an acknowledgement subscription, a round
+// trip for its first message and one for its commit, the server's batch
+// bookkeeping. For a small package that is most of what storing it costs.
+// So small packages that wait to be stored while others are being stored
+// go out together, one after the other, in one batch: a batch stores a
+// prefix of what it was sent, so the part of each package it stores is a
+// prefix of that package, and storeInOrder goes on from there for any
+// package the batch did not store whole, exactly as after a batch of its
+// own. A package that finds a batch slot free is sent at once, alone, so
+// grouping never delays one; only packages that would wait anyway are
+// grouped.
+const (
+	// groupMaxPackage: packages with fewer messages than this are
+	// grouped; bigger ones are a batch of their own.
+	groupMaxPackage = 256
+	// groupMaxMessages bounds the messages of one group.
+	groupMaxMessages = 1024
+)
+
+// errGroupFailed: a message of another package in the same batch could
+// not be sent. It says nothing about this package, which goes on alone.
+var errGroupFailed = errors.New("the batch shared with other packages failed")
+
+// grouper hands the small packages waiting to be stored to batches, at
+// most slots of them in flight at once. Its methods are safe for
+// concurrent use.
+type grouper struct {
+	h     *Handler
+	slots int
+
+	mu      sync.Mutex
+	busy    int       // batches in flight
+	waiting []*member // in arrival order
+}
+
+// member is one package in, or waiting for, a group.
+type member struct {
+	p    *publication
+	done chan groupResult // the batch's verdict on p; buffered
+	lead chan []*member   // a group for this member to send; buffered
+}
+
+// groupResult is what a group's batch did with one of its packages.
+type groupResult struct {
+	stored int  // messages acknowledged, from the package's first
+	allDup bool // the batch stored nothing new: all were duplicates
+	err    error
+}
+
+func newGrouper(h *Handler, slots int) *grouper { return &grouper{h: h, slots: slots} }
+
+// store stores p's messages as part of a batch, from its first, and
+// returns how many of them, from the first, the batch acknowledged,
+// counting them into out; an error unless that is all of them. When ctx
+// ends while p is still waiting for a batch, nothing of p was sent.
+func (g *grouper) store(ctx context.Context, p *publication, out *outcome) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m := &member{p: p, done: make(chan groupResult, 1), lead: make(chan []*member, 1)}
+	g.mu.Lock()
+	if g.busy < g.slots {
+		g.busy++
+		g.mu.Unlock()
+		g.send([]*member{m})
+	} else {
+		g.waiting = append(g.waiting, m)
+		g.mu.Unlock()
+	}
+	cancelled := ctx.Done()
+	for {
+		select {
+		case r := <-m.done:
+			n := p.len()
+			for i := range r.stored {
+				g.h.count(p.family(i), r.allDup || p.repeated(i), out)
+			}
+			if r.err == nil && r.stored < n {
+				r.err = fmt.Errorf("%w: %d of %d messages acknowledged", errShortBatch, r.stored, n)
+			}
+			return r.stored, r.err
+		case grp := <-m.lead:
+			g.send(grp)
+		case <-cancelled:
+			g.mu.Lock()
+			i := slices.Index(g.waiting, m)
+			if i >= 0 {
+				g.waiting = slices.Delete(g.waiting, i, i+1)
+			}
+			g.mu.Unlock()
+			if i >= 0 {
+				return 0, ctx.Err()
+			}
+			// Already in a group: its sender may need this goroutine
+			// (the lead) and will answer within batchAckWait.
+			cancelled = nil
+		}
+	}
+}
+
+// send stores grp as one batch, tells each member what became of it, and
+// passes the batch slot on.
+func (g *grouper) send(grp []*member) {
+	for i, r := range g.h.publishGroup(grp) {
+		grp[i].done <- r
+	}
+	g.handOn()
+}
+
+// handOn passes a batch slot that has become free to the packages waiting
+// for one, as many as a group holds, or frees it if none is waiting.
+func (g *grouper) handOn() {
+	g.mu.Lock()
+	if len(g.waiting) == 0 {
+		g.busy--
+		g.mu.Unlock()
+		return
+	}
+	next, msgs := 0, 0
+	for next < len(g.waiting) && (next == 0 || msgs+g.waiting[next].p.len() <= groupMaxMessages) {
+		msgs += g.waiting[next].p.len()
+		next++
+	}
+	grp := slices.Clone(g.waiting[:next])
+	g.waiting = slices.Delete(g.waiting, 0, next)
+	g.mu.Unlock()
+	grp[0].lead <- grp
+}
+
+// publishGroup sends the messages of every package of grp, package after
+// package, as one fast-ingest batch and returns what the commit
+// acknowledged of each.
+func (h *Handler) publishGroup(grp []*member) []groupResult {
+	results := make([]groupResult, len(grp))
+	fail := func(err error) []groupResult {
+		for i := range results {
+			results[i] = groupResult{err: err}
+		}
+		return results
+	}
+	fp, err := jetstreamext.NewFastPublisher(h.pub, jetstreamext.FastPublishFlowControl{
+		Flow: batchFlow, MaxOutstandingAcks: batchOutstanding, AckTimeout: batchAckWait,
+	})
+	if err != nil {
+		return fail(fmt.Errorf("batch: %w", err))
+	}
+	last := len(grp) - 1
+	for j, m := range grp {
+		n := m.p.len()
+		for i := range n {
+			if j == last && i == n-1 {
+				break
+			}
+			msg, _ := m.p.msg(i)
+			if _, err := fp.AddMsg(msg); err != nil {
+				if j == 0 && i == 0 && noBatching(err) {
+					return fail(fmt.Errorf("%w: %w", errNoBatching, err))
+				}
+				abandon(fp)
+				err = fmt.Errorf("batch message %d of %d to %s: %w", i+1, n, msg.Subject, err)
+				for k := range results {
+					results[k].err = fmt.Errorf("%w: %s", errGroupFailed, err.Error())
+				}
+				results[j].err = err
+				return results
+			}
+		}
+	}
+	p := grp[last].p
+	msg, _ := p.msg(p.len() - 1)
+	ctx, cancel := context.WithTimeout(context.Background(), batchAckWait+time.Second)
+	defer cancel()
+	ack, err := fp.CommitMsg(ctx, msg)
+	if err != nil {
+		return fail(fmt.Errorf("batch commit: %w", err))
+	}
+	k := int(ack.BatchSize)
+	for j, m := range grp {
+		stored := min(max(k, 0), m.p.len())
+		k -= m.p.len()
+		results[j] = groupResult{stored: stored, allDup: ack.Sequence == 0}
+	}
+	return results
+}
+
+// groupSlots is how many group batches are in flight at once.
+const groupSlots = 1
