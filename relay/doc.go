@@ -67,7 +67,8 @@
 // changes, node loss and retries: a later event of a package is never
 // stored before an earlier one (see storeInOrder in publish.go), using
 // JetStream's fast-ingest batches where the stream allows them
-// (WithBatchPublishing).
+// (WithBatchPublishing); small packages waiting at the same time share
+// a batch.
 //
 // A non-2xx answer tells Upvest to retry the package later (it retries
 // forever and blocks the webhook meanwhile), so only transient trouble

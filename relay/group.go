@@ -31,6 +31,10 @@ const (
 	groupMaxPackage = 256
 	// groupMaxMessages bounds the messages of one group.
 	groupMaxMessages = 1024
+	// groupSlots is how many batches of small packages are in flight at
+	// once. One keeps the groups largest, so the CPU per package least;
+	// while it is in flight the next group gathers.
+	groupSlots = 1
 )
 
 // errGroupFailed: a message of another package in the same batch could
@@ -198,6 +202,3 @@ func (h *Handler) publishGroup(grp []*member) []groupResult {
 	}
 	return results
 }
-
-// groupSlots is how many group batches are in flight at once.
-const groupSlots = 1

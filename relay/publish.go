@@ -17,7 +17,9 @@ import (
 //
 // A package's messages are sent as one JetStream fast-ingest batch
 // (jetstreamext.FastPublisher; stream option allow_batched, nats-server
-// 2.14+): the stream leader stores them in the order they were sent and,
+// 2.14+), or, for a small package that waits while another batch is in
+// flight, as part of one shared with other packages (see group.go): the
+// stream leader stores them in the order they were sent and,
 // with gap mode "fail", stops the batch at the first message it did not
 // get, so what a batch stores is always a prefix of what was sent. Its
 // commit is acknowledged once everything it stored is durable (applied
