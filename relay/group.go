@@ -3,12 +3,8 @@ package relay
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
-	"time"
-
-	"github.com/synadia-io/orbit.go/jetstreamext"
 )
 
 // Group commit.
@@ -56,6 +52,7 @@ type grouper struct {
 // member is one package in, or waiting for, a group.
 type member struct {
 	p    *publication
+	from int              // the first of p's messages to send
 	done chan groupResult // the batch's verdict on p; buffered
 	lead chan []*member   // a group for this member to send; buffered
 }
@@ -77,28 +74,22 @@ func (g *grouper) store(ctx context.Context, p *publication, out *outcome) (int,
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	m := &member{p: p, done: make(chan groupResult, 1), lead: make(chan []*member, 1)}
 	g.mu.Lock()
 	if g.busy < g.slots {
 		g.busy++
 		g.mu.Unlock()
-		g.send([]*member{m})
-	} else {
-		g.waiting = append(g.waiting, m)
-		g.mu.Unlock()
+		r := g.h.sendBatch(ctx, []*member{{p: p}})[0]
+		g.handOn()
+		return g.h.booked(p, 0, r, out)
 	}
+	m := &member{p: p, done: make(chan groupResult, 1), lead: make(chan []*member, 1)}
+	g.waiting = append(g.waiting, m)
+	g.mu.Unlock()
 	cancelled := ctx.Done()
 	for {
 		select {
 		case r := <-m.done:
-			n := p.len()
-			for i := range r.stored {
-				g.h.count(p.family(i), r.allDup || p.repeated(i), out)
-			}
-			if r.err == nil && r.stored < n {
-				r.err = fmt.Errorf("%w: %d of %d messages acknowledged", errShortBatch, r.stored, n)
-			}
-			return r.stored, r.err
+			return g.h.booked(p, 0, r, out)
 		case grp := <-m.lead:
 			g.send(grp)
 		case <-cancelled:
@@ -112,7 +103,8 @@ func (g *grouper) store(ctx context.Context, p *publication, out *outcome) (int,
 				return 0, ctx.Err()
 			}
 			// Already in a group: its sender may need this goroutine
-			// (the lead) and will answer within batchAckWait.
+			// (the lead), and the batch's waits for the server are
+			// bounded by batchAckWait each.
 			cancelled = nil
 		}
 	}
@@ -121,7 +113,9 @@ func (g *grouper) store(ctx context.Context, p *publication, out *outcome) (int,
 // send stores grp as one batch, tells each member what became of it, and
 // passes the batch slot on.
 func (g *grouper) send(grp []*member) {
-	for i, r := range g.h.publishGroup(grp) {
+	// Not the lead's request context: the batch is every member's. Its
+	// waits are bounded by batchAckWait all the same.
+	for i, r := range g.h.sendBatch(context.Background(), grp) {
 		grp[i].done <- r
 	}
 	g.handOn()
@@ -145,60 +139,4 @@ func (g *grouper) handOn() {
 	g.waiting = slices.Delete(g.waiting, 0, next)
 	g.mu.Unlock()
 	grp[0].lead <- grp
-}
-
-// publishGroup sends the messages of every package of grp, package after
-// package, as one fast-ingest batch and returns what the commit
-// acknowledged of each.
-func (h *Handler) publishGroup(grp []*member) []groupResult {
-	results := make([]groupResult, len(grp))
-	fail := func(err error) []groupResult {
-		for i := range results {
-			results[i] = groupResult{err: err}
-		}
-		return results
-	}
-	fp, err := jetstreamext.NewFastPublisher(h.pub, jetstreamext.FastPublishFlowControl{
-		Flow: batchFlow, MaxOutstandingAcks: batchOutstanding, AckTimeout: batchAckWait,
-	})
-	if err != nil {
-		return fail(fmt.Errorf("batch: %w", err))
-	}
-	last := len(grp) - 1
-	for j, m := range grp {
-		n := m.p.len()
-		for i := range n {
-			if j == last && i == n-1 {
-				break
-			}
-			msg, _ := m.p.msg(i)
-			if _, err := fp.AddMsg(msg); err != nil {
-				if j == 0 && i == 0 && noBatching(err) {
-					return fail(fmt.Errorf("%w: %w", errNoBatching, err))
-				}
-				abandon(fp)
-				err = fmt.Errorf("batch message %d of %d to %s: %w", i+1, n, msg.Subject, err)
-				for k := range results {
-					results[k].err = fmt.Errorf("%w: %s", errGroupFailed, err.Error())
-				}
-				results[j].err = err
-				return results
-			}
-		}
-	}
-	p := grp[last].p
-	msg, _ := p.msg(p.len() - 1)
-	ctx, cancel := context.WithTimeout(context.Background(), batchAckWait+time.Second)
-	defer cancel()
-	ack, err := fp.CommitMsg(ctx, msg)
-	if err != nil {
-		return fail(fmt.Errorf("batch commit: %w", err))
-	}
-	k := int(ack.BatchSize)
-	for j, m := range grp {
-		stored := min(max(k, 0), m.p.len())
-		k -= m.p.len()
-		results[j] = groupResult{stored: stored, allDup: ack.Sequence == 0}
-	}
-	return results
 }

@@ -303,50 +303,87 @@ func (h *Handler) publishOne(ctx context.Context, p *publication, i int, out *ou
 // returns how many of them, from the first, the commit acknowledged
 // (counting them), and an error unless that is all of them.
 func (h *Handler) publishBatch(ctx context.Context, p *publication, from int, out *outcome) (int, error) {
+	r := h.sendBatch(ctx, []*member{{p: p, from: from}})[0]
+	return h.booked(p, from, r, out)
+}
+
+// sendBatch sends the messages of every package of grp, package after
+// package, each from its member's from, as one fast-ingest batch and
+// returns what the commit acknowledged of each. When ctx ends before the
+// commit the batch is abandoned.
+func (h *Handler) sendBatch(ctx context.Context, grp []*member) []groupResult {
+	results := make([]groupResult, len(grp))
+	fail := func(err error) []groupResult {
+		for i := range results {
+			results[i] = groupResult{err: err}
+		}
+		return results
+	}
 	wait := batchAckWait
 	if d, ok := ctx.Deadline(); ok {
 		wait = min(wait, time.Until(d))
 	}
 	if wait <= 0 || ctx.Err() != nil {
-		return 0, ctx.Err()
+		return fail(ctx.Err())
 	}
 	fp, err := jetstreamext.NewFastPublisher(h.pub, jetstreamext.FastPublishFlowControl{
 		Flow: batchFlow, MaxOutstandingAcks: batchOutstanding, AckTimeout: wait,
 	})
 	if err != nil {
-		return 0, fmt.Errorf("batch: %w", err)
+		return fail(fmt.Errorf("batch: %w", err))
 	}
-	n := p.len()
-	for i := from; i < n-1; i++ {
-		m, _ := p.msg(i)
-		if _, err := fp.AddMsg(m); err != nil {
-			if i == from && noBatching(err) {
-				return 0, fmt.Errorf("%w: %w", errNoBatching, err)
+	last := len(grp) - 1
+	for j, m := range grp {
+		n := m.p.len()
+		for i := m.from; i < n && (j < last || i < n-1); i++ {
+			msg, _ := m.p.msg(i)
+			if _, err := fp.AddMsg(msg); err != nil {
+				if j == 0 && i == m.from && noBatching(err) {
+					return fail(fmt.Errorf("%w: %w", errNoBatching, err))
+				}
+				abandon(fp)
+				err = fmt.Errorf("batch message %d of %d to %s: %w", i+1, n, msg.Subject, err)
+				// The message failed its own package; the others go on alone.
+				for k := range results {
+					results[k].err = fmt.Errorf("%w: %s", errGroupFailed, err.Error())
+				}
+				results[j].err = err
+				return results
 			}
-			abandon(fp)
-			return 0, fmt.Errorf("batch message %d of %d to %s: %w", i+1, n, m.Subject, err)
-		}
-		if err := ctx.Err(); err != nil {
-			abandon(fp)
-			return 0, err
+			if err := ctx.Err(); err != nil {
+				abandon(fp)
+				return fail(err)
+			}
 		}
 	}
-	m, _ := p.msg(n - 1)
-	ack, err := fp.CommitMsg(ctx, m)
+	p := grp[last].p
+	msg, _ := p.msg(p.len() - 1)
+	ack, err := fp.CommitMsg(ctx, msg)
 	if err != nil {
-		return 0, fmt.Errorf("batch commit at message %d of %d: %w", n, n, err)
+		return fail(fmt.Errorf("batch commit at message %d of %d: %w", p.len(), p.len(), err))
 	}
-	k := min(int(ack.BatchSize), n-from)
 	// A commit acknowledged at stream sequence 0 stored nothing: every
 	// message was a duplicate. Otherwise only repeated ids were.
-	allDup := ack.Sequence == 0
-	for i := from; i < from+k; i++ {
-		h.count(p.family(i), allDup || p.repeated(i), out)
+	k := int(ack.BatchSize)
+	for j, m := range grp {
+		sent := m.p.len() - m.from
+		results[j] = groupResult{stored: min(max(k, 0), sent), allDup: ack.Sequence == 0}
+		k -= sent
 	}
-	if k < n-from {
-		return k, fmt.Errorf("%w: %d of %d messages acknowledged", errShortBatch, k, n-from)
+	return results
+}
+
+// booked counts into out what r says a batch stored of p's messages from
+// from on, and returns how many of them, from the first, it stored, and an
+// error unless that is all of them.
+func (h *Handler) booked(p *publication, from int, r groupResult, out *outcome) (int, error) {
+	for i := from; i < from+r.stored; i++ {
+		h.count(p.family(i), r.allDup || p.repeated(i), out)
 	}
-	return k, nil
+	if sent := p.len() - from; r.err == nil && r.stored < sent {
+		r.err = fmt.Errorf("%w: %d of %d messages acknowledged", errShortBatch, r.stored, sent)
+	}
+	return r.stored, r.err
 }
 
 // abandon ends a batch that will not be committed, without waiting for
