@@ -226,39 +226,52 @@ func BenchmarkPublishGrouped(b *testing.B) {
 	var pe perEvent
 	for b.Loop() {
 		b.StopTimer()
-		bodies := make([][]byte, packages)
-		for i := range bodies {
-			run++
-			bodies[i] = BenchPackage(n, run)
-		}
-		h.group.hold()
+		bodies := benchPackages(packages, n, &run)
 		pe.start()
 		b.StartTimer()
-		var wg sync.WaitGroup
-		outs := make([]outcome, packages)
-		for i, body := range bodies {
-			wg.Go(func() {
-				var p *publication
-				p, outs[i] = h.messages(body, "req")
-				if err := h.publish(context.Background(), p, &outs[i]); err != nil {
-					b.Error(err)
-				}
-			})
-		}
-		for h.group.queued() < packages {
-			runtime.Gosched()
-		}
-		h.group.handOn()
-		wg.Wait()
+		publishGrouped(b, h, bodies, n)
 		b.StopTimer()
 		pe.stop()
 		b.StartTimer()
-		for _, out := range outs {
-			if out.Published != n {
-				b.Fatalf("published %d of %d", out.Published, n)
-			}
-		}
 	}
 	pe.report(b, packages*n)
 	b.ReportMetric(float64(b.N*packages*n)/b.Elapsed().Seconds(), "events/s")
+}
+
+// benchPackages is packages packages of n events, with ids from run on.
+func benchPackages(packages, n int, run *int) [][]byte {
+	bodies := make([][]byte, packages)
+	for i := range bodies {
+		*run++
+		bodies[i] = BenchPackage(n, *run)
+	}
+	return bodies
+}
+
+// publishGrouped parses and stores the packages of n events in bodies,
+// which wait together while a batch is in flight and so share the next
+// batch, and fails b unless each is stored whole.
+func publishGrouped(b *testing.B, h *Handler, bodies [][]byte, n int) {
+	h.group.hold()
+	var wg sync.WaitGroup
+	outs := make([]outcome, len(bodies))
+	for i, body := range bodies {
+		wg.Go(func() {
+			var p *publication
+			p, outs[i] = h.messages(body, "req")
+			if err := h.publish(context.Background(), p, &outs[i]); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	for h.group.queued() < len(bodies) {
+		runtime.Gosched()
+	}
+	h.group.handOn()
+	wg.Wait()
+	for _, out := range outs {
+		if out.Published != n {
+			b.Fatalf("published %d of %d", out.Published, n)
+		}
+	}
 }
