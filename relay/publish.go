@@ -363,7 +363,8 @@ func (h *Handler) sendBatch(ctx context.Context, grp []*member) []groupResult {
 		return fail(fmt.Errorf("batch commit at message %d of %d: %w", p.len(), p.len(), err))
 	}
 	// A commit acknowledged at stream sequence 0 stored nothing: every
-	// message was a duplicate. Otherwise only repeated ids were.
+	// message was a duplicate. Otherwise only repeated ids are known to
+	// have been (a batch does not say which others it skipped).
 	k := int(ack.BatchSize)
 	for j, m := range grp {
 		sent := m.p.len() - m.from
