@@ -18,16 +18,18 @@ import (
 	"github.com/upvest-relay/upvest-relay/internal/testkit"
 )
 
-// groupFixture is a handler on a real JetStream server, a tap that sees
-// every message published to the stream's subjects, and the stream.
-type groupFixture struct {
+// storeFixture is a handler on a real JetStream server, its connection,
+// the stream, and a tap that sees every message published to the
+// stream's subjects.
+type storeFixture struct {
 	h      *Handler
+	nc     *nats.Conn
 	stream jetstream.Stream
 	mu     sync.Mutex
 	tapped []*nats.Msg
 }
 
-func newGroupFixture(t *testing.T) *groupFixture {
+func newStoreFixture(t *testing.T) *storeFixture {
 	t.Helper()
 	srv, nc, js := brokertest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -42,7 +44,7 @@ func newGroupFixture(t *testing.T) *groupFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &groupFixture{h: h, stream: stream}
+	f := &storeFixture{h: h, nc: nc, stream: stream}
 	tap := brokertest.Connect(t, srv.ClientURL())
 	if _, err := tap.Subscribe(DefaultPrefix+".>", func(m *nats.Msg) {
 		f.mu.Lock()
@@ -54,13 +56,12 @@ func newGroupFixture(t *testing.T) *groupFixture {
 	if err := tap.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	_ = nc
 	return f
 }
 
 // batchStarts is how many fast-ingest batches the tap saw begin: the
 // first message of a batch asks for its reply on <inbox>.<flow>.<gap>.1.0.$FI.
-func (f *groupFixture) batchStarts() int {
+func (f *storeFixture) batchStarts() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := 0
@@ -72,9 +73,8 @@ func (f *groupFixture) batchStarts() int {
 	return n
 }
 
-// storedIDs is the Nats-Msg-Id of every message in the stream, in stream
-// order.
-func (f *groupFixture) storedIDs(t *testing.T) []string {
+// stored is every message in the stream, in stream order.
+func (f *storeFixture) stored(t *testing.T) []*jetstream.RawStreamMsg {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -82,15 +82,28 @@ func (f *groupFixture) storedIDs(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
+	var msgs []*jetstream.RawStreamMsg
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		m, err := f.stream.GetMsg(ctx, seq)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, m.Header.Get(jetstream.MsgIDHeader))
+		msgs = append(msgs, m)
 	}
-	return ids
+	return msgs
+}
+
+// eventIDs is the event ids of packages ps, by package, as CheckOrder
+// wants them.
+func eventIDs(ps ...*publication) map[string][]string {
+	want := map[string][]string{}
+	for k, p := range ps {
+		name := fmt.Sprintf("package %d", k)
+		for i := range p.len() {
+			want[name] = append(want[name], p.pp.str(p.pp.elems[i].f[fID]))
+		}
+	}
+	return want
 }
 
 // hold takes every batch slot, as batches in flight would.
@@ -138,7 +151,7 @@ func backgrounds(n int) []context.Context {
 // each event once, and each counted as its own.
 func TestWaitingPackagesShareOneBatch(t *testing.T) {
 	t.Parallel()
-	f := newGroupFixture(t)
+	f := newStoreFixture(t)
 	var ps []*publication
 	var want []string
 	for run := range 5 {
@@ -154,7 +167,12 @@ func TestWaitingPackagesShareOneBatch(t *testing.T) {
 			t.Errorf("package %d: %+v, %v; want 20 published", i, outs[i], errs[i])
 		}
 	}
-	if got := f.storedIDs(t); strings.Join(got, ",") != strings.Join(want, ",") {
+	// One batch, so the packages one after the other, in queue order.
+	var got []string
+	for _, m := range f.stored(t) {
+		got = append(got, m.Header.Get(jetstream.MsgIDHeader))
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("stream holds %d messages, not the 100 events in package order:\n%v", len(got), got)
 	}
 	if n := f.batchStarts(); n != 1 {
@@ -168,7 +186,7 @@ func TestWaitingPackagesShareOneBatch(t *testing.T) {
 			t.Errorf("package %d again: %+v, %v; want 20 duplicates", i, outs[i], errs[i])
 		}
 	}
-	if got := f.storedIDs(t); len(got) != 100 {
+	if got := f.stored(t); len(got) != 100 {
 		t.Errorf("stream holds %d messages after the retry, want 100", len(got))
 	}
 }
@@ -177,7 +195,7 @@ func TestWaitingPackagesShareOneBatch(t *testing.T) {
 // at once, in a batch of its own.
 func TestPackageAloneIsNotHeldBack(t *testing.T) {
 	t.Parallel()
-	f := newGroupFixture(t)
+	f := newStoreFixture(t)
 	for run := range 3 {
 		p, _ := f.h.messages(BenchPackage(20, run), "req")
 		var out outcome
@@ -198,7 +216,7 @@ func TestPackageAloneIsNotHeldBack(t *testing.T) {
 // stored without it.
 func TestPackageLeavesTheQueueWhenItsRequestEnds(t *testing.T) {
 	t.Parallel()
-	f := newGroupFixture(t)
+	f := newStoreFixture(t)
 	first, _ := f.h.messages(BenchPackage(20, 0), "req")
 	gone, _ := f.h.messages(BenchPackage(20, 1), "req")
 	last, _ := f.h.messages(BenchPackage(20, 2), "req")
@@ -225,7 +243,7 @@ func TestPackageLeavesTheQueueWhenItsRequestEnds(t *testing.T) {
 			t.Errorf("package %d: %+v, %v; want 20 published", i, outs[i], errs[i])
 		}
 	}
-	if got := f.storedIDs(t); len(got) != 40 {
+	if got := f.stored(t); len(got) != 40 {
 		t.Errorf("stream holds %d messages, want the 40 of the two packages left", len(got))
 	}
 	if n := f.batchStarts(); n != 1 {
@@ -238,7 +256,7 @@ func TestPackageLeavesTheQueueWhenItsRequestEnds(t *testing.T) {
 // grouped with it are still stored whole, in order, each event once.
 func TestGroupWithAPackageThatCannotBeStored(t *testing.T) {
 	t.Parallel()
-	f := newGroupFixture(t)
+	f := newStoreFixture(t)
 	good1, _ := f.h.messages(BenchPackage(20, 0), "req")
 	huge := fmt.Sprintf(`{"payload":[%s,{"id":"huge","created_at":"2024-05-01T10:00:00Z","type":"ORDER.FILLED","object":{"id":"o","note":%q},"webhook_id":"w"}]}`,
 		strings.TrimSuffix(strings.TrimPrefix(string(BenchPackage(2, 1)), `{"payload":[`), `]}`),
@@ -258,32 +276,5 @@ func TestGroupWithAPackageThatCannotBeStored(t *testing.T) {
 	}
 	// The failed package's first events may be stored (a prefix of it);
 	// the others' are each stored once, in package order.
-	checkStoredInOrder(t, f.storedIDs(t), good1, good2)
-}
-
-// checkStoredInOrder checks that every event of each of ps appears in
-// stored exactly once, in package order.
-func checkStoredInOrder(t *testing.T, stored []string, ps ...*publication) {
-	t.Helper()
-	at := map[string]int{}
-	for i, id := range stored {
-		if _, dup := at[id]; dup {
-			t.Errorf("event %s stored twice", id)
-		}
-		at[id] = i
-	}
-	for k, p := range ps {
-		last := -1
-		for i := range p.len() {
-			id := p.pp.str(p.pp.elems[i].f[fID])
-			j, ok := at[id]
-			switch {
-			case !ok:
-				t.Errorf("package %d: event %d (%s) not stored", k, i, id)
-			case j < last:
-				t.Errorf("package %d: event %d (%s) stored before event %d", k, i, id, i-1)
-			}
-			last = j
-		}
-	}
+	CheckOrder(t, f.stored(t), eventIDs(good1, good2))
 }

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
@@ -52,34 +51,6 @@ func pkgOf(ids []string) []byte {
 	return pkg(events...)
 }
 
-// checkOrder reads the stream (in stream order) and checks that the
-// events of every package in want are each stored exactly once and in
-// package order; other messages are ignored.
-func checkOrder(t *testing.T, msgs []*jetstream.RawStreamMsg, want map[string][]string) {
-	t.Helper()
-	pos := map[string]int{} // id -> index in stream order
-	for i, m := range msgs {
-		id := m.Header.Get("Nats-Msg-Id")
-		if _, dup := pos[id]; dup {
-			t.Errorf("event %s stored twice (stream messages %d and %d)", id, pos[id], i)
-		}
-		pos[id] = i
-	}
-	for name, events := range want {
-		last := -1
-		for j, id := range events {
-			at, ok := pos[id]
-			switch {
-			case !ok:
-				t.Errorf("package %s: event %d (%s) not stored", name, j, id)
-			case at < last:
-				t.Errorf("package %s: event %d (%s) stored before event %d", name, j, id, j-1)
-			}
-			last = at
-		}
-	}
-}
-
 func TestPackageStoredInOrder(t *testing.T) {
 	for _, batched := range []bool{true, false} {
 		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
@@ -101,7 +72,7 @@ func TestPackageStoredInOrder(t *testing.T) {
 			if len(msgs) != 4*60 {
 				t.Fatalf("stored %d messages, want %d", len(msgs), 4*60)
 			}
-			checkOrder(t, msgs, want)
+			relay.CheckOrder(t, msgs, want)
 		})
 	}
 }
@@ -132,7 +103,7 @@ func TestRetryOfPartlyStoredPackage(t *testing.T) {
 			if len(msgs) != 30 {
 				t.Errorf("stored %d messages, want 30", len(msgs))
 			}
-			checkOrder(t, msgs, map[string][]string{"partial": all})
+			relay.CheckOrder(t, msgs, map[string][]string{"partial": all})
 
 			// The whole package again: everything is a duplicate.
 			r = f.post(pkgOf(all))
@@ -186,7 +157,7 @@ func TestPackageOverOneThousandEvents(t *testing.T) {
 	if s := decodeSummary(t, r); s.Published != 1500 {
 		t.Errorf("summary = %+v, want 1500 published", s)
 	}
-	checkOrder(t, f.stored(), map[string][]string{"big": all})
+	relay.CheckOrder(t, f.stored(), map[string][]string{"big": all})
 }
 
 // TestStreamWithoutBatchesFallsBack: a stream made without allow_batched
@@ -212,7 +183,7 @@ func TestStreamWithoutBatchesFallsBack(t *testing.T) {
 	if n := strings.Count(logs.String(), "refuses fast-ingest batches"); n != 1 {
 		t.Errorf("warning logged %d times, want once:\n%s", n, logs.String())
 	}
-	checkOrder(t, storedIn(t, js), map[string][]string{"plain": all})
+	relay.CheckOrder(t, storedIn(t, js), map[string][]string{"plain": all})
 }
 
 // TestOrderAcrossLeaderChanges publishes packages from Upvest-like
@@ -332,5 +303,5 @@ func TestOrderAcrossLeaderChanges(t *testing.T) {
 	if len(msgs) != len(want)*size {
 		t.Errorf("stored %d messages, want %d", len(msgs), len(want)*size)
 	}
-	checkOrder(t, msgs, want)
+	relay.CheckOrder(t, msgs, want)
 }

@@ -5,10 +5,6 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
-	"time"
-
-	"github.com/upvest-relay/upvest-relay/broker"
-	"github.com/upvest-relay/upvest-relay/broker/brokertest"
 )
 
 // endsAfter is a context whose Err reports it cancelled from the
@@ -47,19 +43,8 @@ func (c *endsAfter) Done() <-chan struct{} { return c.done }
 // what it stored is a prefix of the package.
 func TestAbandonedBatchLeavesNoSubscription(t *testing.T) {
 	t.Parallel()
-	_, nc, js := brokertest.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	stream, err := broker.EnsureStream(ctx, js, broker.StreamOptions{
-		Name: "UPVEST", Prefix: DefaultPrefix, MaxAge: time.Hour, Replicas: 1, Duplicates: time.Hour,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := NewHandler("/webhooks/upvest", acceptEverything{}, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := newStoreFixture(t)
+	h, nc := f.h, f.nc
 	base := nc.NumSubscriptions()
 	for _, c := range []struct {
 		name  string
@@ -81,11 +66,7 @@ func TestAbandonedBatchLeavesNoSubscription(t *testing.T) {
 	}
 	// Every batch was ended, so what each stored is a prefix (the first
 	// ten messages at most, by the last case), each id once.
-	info, err := stream.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Msgs > 10 {
-		t.Errorf("stream holds %d messages, want at most the 10 sent", info.State.Msgs)
+	if n := len(f.stored(t)); n > 10 {
+		t.Errorf("stream holds %d messages, want at most the 10 sent", n)
 	}
 }
