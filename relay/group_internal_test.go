@@ -59,13 +59,21 @@ func newStoreFixture(t *testing.T) *storeFixture {
 	return f
 }
 
-// batchStarts is how many fast-ingest batches the tap saw begin: the
-// first message of a batch asks for its reply on <inbox>.<flow>.<gap>.1.0.$FI.
-func (f *storeFixture) batchStarts() int {
+// batchStarts is how many fast-ingest batches the tap saw begin among
+// the first msgs messages published (it waits for them to reach the
+// tap): the first message of a batch asks for its reply on
+// <inbox>.<flow>.<gap>.1.0.$FI.
+func (f *storeFixture) batchStarts(t *testing.T, msgs int) int {
+	t.Helper()
+	testkit.Eventually(t, 10*time.Second, fmt.Sprintf("the tap sees %d messages", msgs), func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.tapped) >= msgs
+	})
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := 0
-	for _, m := range f.tapped {
+	for _, m := range f.tapped[:msgs] {
 		if strings.HasSuffix(m.Reply, ".1.0.$FI") {
 			n++
 		}
@@ -175,7 +183,7 @@ func TestWaitingPackagesShareOneBatch(t *testing.T) {
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("stream holds %d messages, not the 100 events in package order:\n%v", len(got), got)
 	}
-	if n := f.batchStarts(); n != 1 {
+	if n := f.batchStarts(t, 100); n != 1 {
 		t.Errorf("%d batches stored the waiting packages, want 1", n)
 	}
 
@@ -203,7 +211,7 @@ func TestPackageAloneIsNotHeldBack(t *testing.T) {
 			t.Fatalf("package %d: %+v, %v", run, out, err)
 		}
 	}
-	if n := f.batchStarts(); n != 3 {
+	if n := f.batchStarts(t, 60); n != 3 {
 		t.Errorf("%d batches for 3 packages sent one after the other, want 3", n)
 	}
 	if f.h.group.queued() != 0 || f.h.group.busy != 0 {
@@ -246,7 +254,7 @@ func TestPackageLeavesTheQueueWhenItsRequestEnds(t *testing.T) {
 	if got := f.stored(t); len(got) != 40 {
 		t.Errorf("stream holds %d messages, want the 40 of the two packages left", len(got))
 	}
-	if n := f.batchStarts(); n != 1 {
+	if n := f.batchStarts(t, 40); n != 1 {
 		t.Errorf("%d batches, want 1", n)
 	}
 }
