@@ -47,8 +47,9 @@
 // relay_events_deduplicated_total (PubAcks flagged duplicate, events and
 // dead letters alike), relay_events_deadlettered_total,
 // relay_rejections_total{reason} (every non-2xx, by verify.Reason or the
-// handler's own reason), relay_package_duration_seconds and
-// relay_publish_duration_seconds.
+// handler's own reason), relay_package_duration_seconds,
+// relay_publish_duration_seconds and relay_batch_packages (packages per
+// fast-ingest batch).
 //
 // Tracing (WithTracerProvider; off by default, and off with a noop
 // provider, at no cost): a server span per request, continuing an incoming

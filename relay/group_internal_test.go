@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/upvest-relay/upvest-relay/broker"
 	"github.com/upvest-relay/upvest-relay/broker/brokertest"
@@ -185,6 +186,13 @@ func TestWaitingPackagesShareOneBatch(t *testing.T) {
 	}
 	if n := f.batchStarts(t, 100); n != 1 {
 		t.Errorf("%d batches stored the waiting packages, want 1", n)
+	}
+	var hist dto.Metric
+	if err := f.h.metrics.batchPackages.Write(&hist); err != nil {
+		t.Fatal(err)
+	}
+	if h := hist.GetHistogram(); h.GetSampleCount() != 1 || h.GetSampleSum() != 5 {
+		t.Errorf("relay_batch_packages: %d batches, %v packages; want 1 batch of 5", h.GetSampleCount(), h.GetSampleSum())
 	}
 
 	// The same packages again: every event a duplicate, counted as one.

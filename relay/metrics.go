@@ -54,6 +54,7 @@ type metrics struct {
 	rejections      *prometheus.CounterVec
 	packageDuration prometheus.Histogram
 	publishDuration prometheus.Histogram
+	batchPackages   prometheus.Histogram
 }
 
 // newMetrics creates the handler's metrics and registers them on reg
@@ -90,6 +91,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from the first publish of a package to the last PubAck (or giving up).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
 		}),
+		batchPackages: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "relay_batch_packages",
+			Help:    "Packages sent in one fast-ingest batch: small packages that wait while a batch is in flight share the next one.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 8),
+		}),
 	}
 	m.publishedBy = make(map[string]prometheus.Counter, len(knownFamilies)+1)
 	for f := range knownFamilies {
@@ -101,7 +107,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{
 		m.packages, m.published, m.deduplicated, m.deadlettered,
-		m.rejections, m.packageDuration, m.publishDuration,
+		m.rejections, m.packageDuration, m.publishDuration, m.batchPackages,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("relay: register metrics: %w", err)

@@ -332,6 +332,7 @@ func (h *Handler) sendBatch(ctx context.Context, grp []*member) []groupResult {
 	if err != nil {
 		return fail(fmt.Errorf("batch: %w", err))
 	}
+	h.metrics.batchPackages.Observe(float64(len(grp)))
 	last := len(grp) - 1
 	for j, m := range grp {
 		n := m.p.len()
