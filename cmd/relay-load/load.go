@@ -608,6 +608,7 @@ func (s *scenarioReport) summarize() {
 				Package: medianOf(rs, func(r *result) time.Duration { return r.Usage.Package }),
 				Publish: medianOf(rs, func(r *result) time.Duration { return r.Usage.Publish }),
 				GCs:     uint64(medianOf(rs, func(r *result) time.Duration { return time.Duration(r.Usage.GCs) })),
+				Batches: uint64(medianOf(rs, func(r *result) time.Duration { return time.Duration(r.Usage.Batches) })),
 			}
 			for _, r := range rs {
 				m.Usage.PeakRSS = max(m.Usage.PeakRSS, r.Usage.PeakRSS)

@@ -145,8 +145,8 @@ func writeReport(w io.Writer, r *report) {
 			fmt.Fprintf(w, "  relay process: %.1f allocations/event, CPU %s/event, peak RSS %s, %d GC cycles\n",
 				s.AllocsPerEvent, s.CPUPerEvent.Round(100*time.Nanosecond), mib(s.PeakRSS), u.GCs)
 			n := time.Duration(s.Packages)
-			fmt.Fprintf(w, "  relay's own view per package (mean): request in to answer %s, of which publishing %s\n",
-				ms(u.Package/n), ms(u.Publish/n))
+			fmt.Fprintf(w, "  relay's own view per package (mean): request in to answer %s, of which publishing %s; %.1f packages per batch\n",
+				ms(u.Package/n), ms(u.Publish/n), float64(s.Packages)/float64(max(u.Batches, 1)))
 			if fv := s.Median.FloorVerify; fv != nil {
 				ev := time.Duration(s.Median.Relay.Events)
 				fmt.Fprintf(w, "  CPU per event, all processes: floor + verify %s; relay %s (relay process) + %s (load); share %.2f\n",

@@ -47,11 +47,14 @@ type usage struct {
 	Package time.Duration `json:"package_time_sum_ns"`
 	Publish time.Duration `json:"publish_time_sum_ns"`
 	GCs     uint64        `json:"gc_cycles"`
+	// Batches is the fast-ingest batches the relay sent.
+	Batches uint64 `json:"batches"`
 }
 
 func (u usage) minus(v usage) usage {
 	return usage{CPU: u.CPU - v.CPU, Mallocs: u.Mallocs - v.Mallocs, PeakRSS: u.PeakRSS,
-		Package: u.Package - v.Package, Publish: u.Publish - v.Publish, GCs: u.GCs - v.GCs}
+		Package: u.Package - v.Package, Publish: u.Publish - v.Publish, GCs: u.GCs - v.GCs,
+		Batches: u.Batches - v.Batches}
 }
 
 // client posts packages to a relay over loopback HTTP, one keep-alive
@@ -184,11 +187,12 @@ func (p *process) usage() (usage, bool) {
 		}
 	}
 	m := scrape("http://"+p.admin+"/metrics", "go_memstats_mallocs_total", "relay_package_duration_seconds_sum",
-		"relay_publish_duration_seconds_sum", "go_gc_duration_seconds_count")
+		"relay_publish_duration_seconds_sum", "go_gc_duration_seconds_count", "relay_batch_packages_count")
 	u.Mallocs = uint64(m[0])
 	u.Package = time.Duration(m[1] * float64(time.Second))
 	u.Publish = time.Duration(m[2] * float64(time.Second))
 	u.GCs = uint64(m[3])
+	u.Batches = uint64(m[4])
 	return u, true
 }
 
