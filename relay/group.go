@@ -29,11 +29,11 @@ const (
 	// groupMaxMessages bounds the messages of one group.
 	groupMaxMessages = 1024
 	// groupSlots is how many batches of small packages are in flight at
-	// once: while one waits for the server the other is sent, and the
-	// next group gathers. With 16 webhooks of 20-event packages on two
-	// cores, 2 cost the least CPU per package (1: groups of 6.8 packages,
-	// 0.93 × the floor + verify's events/s; 2: 4.0, 1.00; 4: 2.4, 0.88;
-	// docs/performance.md).
+	// once: while one waits for the server the other is sent, so a
+	// package seldom waits for a whole batch, and the next group gathers.
+	// With 16 webhooks of 20-event packages on two cores, 1 and 2 cost
+	// the same CPU per package (groups of 6.8 and 4.1 packages), 4 more
+	// (2.4; docs/performance.md).
 	groupSlots = 2
 )
 
