@@ -25,12 +25,12 @@ type soakReport struct {
 	SampleRSS []uint64      `json:"rss_bytes_per_second"`
 }
 
-// soak keeps sc.Webhooks packages in flight for d, each signed just before
-// it is sent, every answer 200, purging the stream as it goes so the disk
-// does not fill.
 // soakDuplicateWindow is the stream's duplicate window during the soak.
 const soakDuplicateWindow = 10 * time.Second
 
+// soak keeps sc.Webhooks packages in flight for d, each signed just before
+// it is sent, every answer 200, purging the stream as it goes so the disk
+// does not fill.
 func (l *loader) soak(ctx context.Context, sc scenario, tmpl *template, d time.Duration) (*soakReport, error) {
 	p, ok := l.target.(*process)
 	if !ok {
