@@ -85,21 +85,7 @@ func (f *storeFixture) batchStarts(t *testing.T, msgs int) int {
 // stored is every message in the stream, in stream order.
 func (f *storeFixture) stored(t *testing.T) []*jetstream.RawStreamMsg {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	info, err := f.stream.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := f.stream.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		msgs = append(msgs, m)
-	}
-	return msgs
+	return StoredMsgs(t, f.stream)
 }
 
 // eventIDs is the event ids of packages ps, by package, as CheckOrder

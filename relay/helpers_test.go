@@ -119,21 +119,11 @@ func (f *fixture) stored() []*jetstream.RawStreamMsg {
 
 func storedIn(t testing.TB, js jetstream.JetStream) []*jetstream.RawStreamMsg {
 	t.Helper()
-	ctx := context.Background()
-	s, err := js.Stream(ctx, streamName)
+	s, err := js.Stream(context.Background(), streamName)
 	if err != nil {
 		t.Fatalf("stream: %v", err)
 	}
-	st := s.CachedInfo().State
-	var msgs []*jetstream.RawStreamMsg
-	for seq := st.FirstSeq; st.Msgs > 0 && seq <= st.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			t.Fatalf("GetMsg(%d): %v", seq, err)
-		}
-		msgs = append(msgs, m)
-	}
-	return msgs
+	return relay.StoredMsgs(t, s)
 }
 
 // metric returns the value of the counter (or the sample count of the

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,4 +34,24 @@ func CheckOrder(t testing.TB, msgs []*jetstream.RawStreamMsg, want map[string][]
 			last = at
 		}
 	}
+}
+
+// StoredMsgs returns every message in stream s, in stream order. It is
+// exported (in a test file) for the external tests.
+func StoredMsgs(t testing.TB, s jetstream.Stream) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := context.Background()
+	st, err := s.Info(ctx)
+	if err != nil {
+		t.Fatalf("stream info: %v", err)
+	}
+	var msgs []*jetstream.RawStreamMsg
+	for seq := st.State.FirstSeq; st.State.Msgs > 0 && seq <= st.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("GetMsg(%d): %v", seq, err)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs
 }
